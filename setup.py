@@ -1,0 +1,23 @@
+"""Packaging for txtunnels: Tor-like anonymous communication on Twisted and IPv8."""
+from setuptools import find_packages, setup
+
+setup(
+    name="txtunnels",
+    version="0.1.0",
+    description="Onion-routed circuits, exits and hidden services for IPv8 peer-to-peer apps, on Twisted",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["tunnels", "tunnels.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/tunnels_plugin.py"]},
+    install_requires=[
+        "twisted[tls]>=24.3",
+        "pyipv8>=3.2,<4",
+        "libnacl>=2.1",
+        "service-identity>=24.1",
+        "cryptography>=42",
+        "fastbencode>=0.3",
+    ],
+    extras_require={"test": ["hypothesis>=6.100"], "bench": ["pyipv8>=3.2,<4"]},
+    entry_points={"console_scripts": ["txtunnels = tunnels.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Tests for txtunnels; run with ``python -m twisted.trial --reactor=asyncio test``."""

@@ -1,0 +1,41 @@
+"""Errors of txtunnels: local misuse raises ``ValueError``/``TypeError``; the rest derive
+from :class:`TunnelError`, whose ``blames_peer`` says whether a remote peer misbehaved."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TunnelError(Exception):
+    """Base class of txtunnels' own errors."""
+
+    blames_peer: ClassVar[bool] = False
+
+
+class ProtocolViolation(TunnelError):
+    """Bytes from a peer broke the protocol (the datagram is dropped and counted)."""
+
+    blames_peer = True
+
+
+class DecodeError(ProtocolViolation):
+    """A message could not be decoded (truncated, oversized, unknown fields)."""
+
+
+class HandshakeError(ProtocolViolation):
+    """A circuit handshake failed (bad key, bad AUTH, low-order point)."""
+
+
+class CircuitNotReady(TunnelError):
+    """The circuit is not (or no longer) ready to carry data."""
+
+
+class NoExitAvailable(TunnelError):
+    """No known peer offers to exit data, so no data circuit can be built."""
+
+
+class CircuitBuildFailed(TunnelError):
+    """A circuit could not be built (timeout, refusal or lost hop)."""
+
+
+class DHTError(TunnelError):
+    """A DHT lookup or announce failed."""
