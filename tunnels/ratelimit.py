@@ -1,0 +1,215 @@
+# -*- test-case-name: test.test_ratelimit -*-
+"""Admission control primitives: token buckets and per-source shares.
+
+A single source that floods CREATE (or EXTEND) cells makes a relay burn CPU on
+handshakes and fill ``max_joined_circuits`` so honest clients are refused
+(THREATS T8).  These pure classes take the time as ``now`` (seconds, from the
+injected ``IReactorTime.seconds()``), so tests drive them with explicit values.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Final
+
+__all__ = ["KeyedTokenBuckets", "ShareLimiter", "TokenBucket"]
+
+
+def _finite(name: str, value: float) -> float:
+    """Return ``value`` as a float, refusing NaN and infinities.
+
+    A NaN ``now`` or ``amount`` compares false with everything and would let
+    every request through; an infinite rate would disable the limit silently.
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+class TokenBucket:
+    """A token bucket: ``burst`` tokens at most, refilled at ``rate`` per second.
+
+    It caps a source to ``burst + rate * t`` operations over any window of
+    length ``t``, which is Tor's per-IP circuit-creation rule (3/s, burst 90).
+    """
+
+    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        """Create a full bucket at time ``now``.
+
+        :raises ValueError: ``rate`` is negative, ``burst`` not positive, or a
+            value is not finite.
+        """
+        self._rate = _finite("rate", rate)
+        self._burst = _finite("burst", burst)
+        if self._rate < 0:
+            raise ValueError(f"rate must be >= 0, got {rate}")
+        if self._burst <= 0:
+            raise ValueError(f"burst must be > 0, got {burst}")
+        self._tokens = self._burst
+        self._last = _finite("now", now)
+
+    def _refill(self, now: float) -> None:
+        """Add the tokens earned since the last call.
+
+        A clock that goes backwards earns nothing and does not move ``_last``
+        back, so it cannot be used to mint tokens twice for the same interval.
+        """
+        now = _finite("now", now)
+        if now > self._last:
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+
+    def tokens(self, now: float) -> float:
+        """Tokens available at ``now`` (refills first)."""
+        self._refill(now)
+        return self._tokens
+
+    def is_full(self, now: float) -> bool:
+        """Whether the bucket is full at ``now``, i.e. same as a brand-new bucket."""
+        return self.tokens(now) >= self._burst
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Take ``amount`` tokens at ``now``; return ``False`` (taking nothing) if short.
+
+        :raises ValueError: ``amount`` is negative or not finite (a negative
+            amount would mint tokens).
+        """
+        amount = _finite("amount", amount)
+        if amount < 0:
+            raise ValueError(f"amount must be >= 0, got {amount}")
+        self._refill(now)
+        if amount > self._tokens:
+            return False
+        self._tokens -= amount
+        return True
+
+
+class KeyedTokenBuckets:
+    """One :class:`TokenBucket` per key (source IP, /24, ...), at most ``max_keys``.
+
+    A spoofing or Sybil attacker could otherwise grow the table without bound.
+    When full, the least recently used key is evicted.  Eviction is safe for
+    keys whose bucket is full again (they are indistinguishable from a new key);
+    evicting a partly drained bucket hands that key a fresh burst, so size
+    ``max_keys`` above the number of sources active within ``burst / rate``
+    seconds and pair this with a global bucket.
+    """
+
+    def __init__(self, rate: float, burst: float, max_keys: int) -> None:
+        """Create an empty table.
+
+        :raises ValueError: ``max_keys`` is below 1 or the bucket parameters are bad.
+        """
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
+        TokenBucket(rate, burst, 0.0)  # validate the parameters now, not on first use
+        self._rate = rate
+        self._burst = burst
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        """Number of keys held (never above ``max_keys``)."""
+        return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` currently has a bucket."""
+        return key in self._buckets
+
+    def take(self, key: Hashable, now: float, amount: float = 1.0) -> bool:
+        """Take ``amount`` tokens from ``key``'s bucket at ``now``."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst, now)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now, amount)
+
+    def prune(self, now: float) -> int:
+        """Drop every bucket that is full again at ``now``; return how many.
+
+        Forgetting a full bucket changes no decision, so this only frees memory.
+        """
+        full = [key for key, bucket in self._buckets.items() if bucket.is_full(now)]
+        for key in full:
+            del self._buckets[key]
+        return len(full)
+
+
+class ShareLimiter:
+    """Caps the total of a resource and each source's share of it.
+
+    With only a global ``max_joined_circuits``, one source can take every slot
+    and lock honest clients out (py-ipv8 weakness W14).  Each source may hold at
+    most ``max(1, int(capacity * share))`` slots.  Memory is bounded by
+    ``capacity``: sources with no slot are forgotten.
+    """
+
+    FULL: Final = "full"
+    SHARE_EXCEEDED: Final = "source share exceeded"
+
+    def __init__(self, capacity: int, share: float) -> None:
+        """Create an empty limiter.
+
+        :raises ValueError: ``capacity`` below 1 or ``share`` not in (0, 1].
+        """
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        share = _finite("share", share)
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self._capacity = capacity
+        self._cap = max(1, int(capacity * share))
+        self._counts: dict[str, int] = {}
+        self._total = 0
+
+    @property
+    def capacity(self) -> int:
+        """The global limit."""
+        return self._capacity
+
+    @property
+    def per_source(self) -> int:
+        """The most slots a single source may hold."""
+        return self._cap
+
+    @property
+    def total(self) -> int:
+        """Slots currently held by all sources."""
+        return self._total
+
+    def count(self, source: str) -> int:
+        """Slots currently held by ``source``."""
+        return self._counts.get(source, 0)
+
+    def try_acquire(self, source: str) -> str | None:
+        """Take a slot for ``source``; return ``None`` or the refusal reason."""
+        if self._total >= self._capacity:
+            return self.FULL
+        held = self._counts.get(source, 0)
+        if held >= self._cap:
+            return self.SHARE_EXCEEDED
+        self._counts[source] = held + 1
+        self._total += 1
+        return None
+
+    def release(self, source: str) -> None:
+        """Give back one slot of ``source``.
+
+        :raises ValueError: ``source`` holds no slot (a double release would
+            otherwise let the total drift below the truth and over-admit).
+        """
+        held = self._counts.get(source, 0)
+        if held <= 0:
+            raise ValueError(f"release without acquire for source {source!r}")
+        if held == 1:
+            del self._counts[source]
+        else:
+            self._counts[source] = held - 1
+        self._total -= 1
