@@ -1,0 +1,166 @@
+# -*- test-case-name: test.test_dht_lookup -*-
+"""Iterative Kademlia lookups of BEP 5 (``find_node`` and ``get_peers``).
+
+A lookup keeps a bounded shortlist of candidates sorted by XOR distance to the target,
+keeps up to ``alpha`` queries in flight to the nearest unqueried candidates, and ends when
+the ``k`` nearest candidates that have not failed have all answered (or nothing is left to
+ask, or ``max_queries`` were sent).  It only needs a ``query(node, method, args)``
+function, so the node (with routing-table bookkeeping) and the socket-less
+:class:`~tunnels.dht.lookup_client.DHTLookupClient` share it.
+
+Replies are untrusted: compact node lists are capped, nodes whose address the
+``accept_address`` policy refuses are ignored, ``values`` entries that are not 6-byte
+compact peers are skipped, and the peer set is bounded.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from tunnels.dht.krpc import Address, NodeInfo, Response, decode_nodes, decode_peer, distance
+
+QueryFn = Callable[[NodeInfo, bytes, dict[bytes, Any]], "Deferred[Response]"]
+"""Sends one query to a node; the lookup adds nothing but ``method`` and ``args``."""
+
+MAX_SHORTLIST = 64
+MAX_PEERS = 500
+
+
+@dataclass
+class LookupResult:
+    """What a lookup found: the ``k`` nearest nodes that answered (with the ``token`` each
+    gave, for ``get_peers``), the peers from ``values``, and how many queries it sent."""
+
+    target: bytes
+    closest: list[NodeInfo] = field(default_factory=list)
+    tokens: dict[bytes, bytes] = field(default_factory=dict)
+    peers: list[Address] = field(default_factory=list)
+    queried: int = 0
+    answered: int = 0
+
+
+class IterativeLookup:
+    """One iterative lookup; call :meth:`run` once."""
+
+    def __init__(self, query: QueryFn, target: bytes, method: bytes, args: dict[bytes, Any],
+                 seeds: Sequence[NodeInfo], *, k: int = 8, alpha: int = 3, max_queries: int = 128,
+                 accept_address: Callable[[str], bool] = lambda host: True,
+                 exclude_id: bytes | None = None) -> None:
+        if method not in (b"find_node", b"get_peers"):
+            raise ValueError("lookups run find_node or get_peers")
+        self._query = query
+        self.target = target
+        self._method = method
+        self._args = args
+        self._k = k
+        self._alpha = alpha
+        self._max_queries = max_queries
+        self._accept = accept_address
+        self._exclude = exclude_id
+        self._candidates: dict[bytes, NodeInfo] = {}
+        self._state: dict[bytes, str] = {}        # queried / answered / failed
+        self._seen_addrs: set[Address] = set()
+        self._inflight = 0
+        self._peers: dict[Address, None] = {}
+        self.result = LookupResult(target)
+        self._done: Deferred[LookupResult] | None = None
+        for node in seeds:
+            self._offer(node)
+
+    def run(self) -> Deferred[LookupResult]:
+        """Start; fires with the :class:`LookupResult` (never fails: an empty result means
+        nobody answered)."""
+        self._done = Deferred()
+        self._pump()
+        return self._done
+
+    def _key(self, node_id: bytes) -> int:
+        return distance(node_id, self.target)
+
+    def _offer(self, node: NodeInfo) -> None:
+        if (node.node_id in self._candidates or node.addr in self._seen_addrs
+                or node.node_id == self._exclude or not self._accept(node.host)):
+            return
+        self._candidates[node.node_id] = node
+        self._seen_addrs.add(node.addr)
+        if len(self._candidates) > MAX_SHORTLIST:
+            # forget the farthest candidate that is not in flight or answered
+            for node_id in sorted(self._candidates, key=self._key, reverse=True):
+                if self._state.get(node_id) in (None, "failed"):
+                    gone = self._candidates.pop(node_id)
+                    self._state.pop(node_id, None)
+                    self._seen_addrs.discard(gone.addr)
+                    break
+
+    def _nearest_live(self) -> list[bytes]:
+        live = [n for n in self._candidates if self._state.get(n) != "failed"]
+        live.sort(key=self._key)
+        return live[:self._k]
+
+    def _pump(self) -> None:
+        if self._done is None or self._done.called:
+            return
+        nearest = self._nearest_live()
+        for node_id in nearest:
+            if self._inflight >= self._alpha or self.result.queried >= self._max_queries:
+                break
+            if node_id not in self._state:
+                self._send(self._candidates[node_id])
+        if self._inflight == 0:
+            self._finish()
+
+    def _send(self, node: NodeInfo) -> None:
+        self._state[node.node_id] = "queried"
+        self._inflight += 1
+        self.result.queried += 1
+        d = self._query(node, self._method, self._args)
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(node,), errbackArgs=(node,))
+
+    def _answered(self, response: Response, node: NodeInfo) -> None:
+        self._inflight -= 1
+        if response.sender_id != node.node_id:
+            # the node answered under another id (it restarted, or we seeded it from a
+            # bootstrap address with a placeholder id): re-key the candidate
+            self._candidates.pop(node.node_id, None)
+            self._state.pop(node.node_id, None)
+            node = NodeInfo(response.sender_id, node.host, node.port)
+            if response.sender_id in self._state or response.sender_id == self._exclude:
+                self._pump()
+                return
+            self._candidates[node.node_id] = node
+        self._state[node.node_id] = "answered"
+        self.result.answered += 1
+        values = response.values
+        nodes = values.get(b"nodes")
+        if isinstance(nodes, bytes):
+            for found in decode_nodes(nodes):
+                self._offer(found)
+        token = values.get(b"token")
+        if isinstance(token, bytes) and len(token) <= 64:
+            self.result.tokens[node.node_id] = token
+        peers = values.get(b"values")
+        if isinstance(peers, list):
+            for item in peers[:MAX_PEERS]:
+                if isinstance(item, bytes) and len(self._peers) < MAX_PEERS:
+                    peer = decode_peer(item)
+                    if peer is not None and self._accept(peer[0]):
+                        self._peers[peer] = None
+        self._pump()
+
+    def _failed(self, failure: Any, node: NodeInfo) -> None:
+        self._inflight -= 1
+        self._state[node.node_id] = "failed"
+        self._pump()
+
+    def _finish(self) -> None:
+        assert self._done is not None
+        answered = [n for n in self._candidates if self._state.get(n) == "answered"]
+        answered.sort(key=self._key)
+        self.result.closest = [self._candidates[n] for n in answered[:self._k]]
+        self.result.tokens = {n.node_id: self.result.tokens[n.node_id]
+                              for n in self.result.closest if n.node_id in self.result.tokens}
+        self.result.peers = list(self._peers)
+        self._done.callback(self.result)
