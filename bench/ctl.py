@@ -1,0 +1,104 @@
+"""Node-side control channel: JSON lines on stdin (requests) and stdout (replies).
+
+Every node process prints ``{"event": "ready", ...}`` once it listens, then answers
+``{"id": n, "cmd": name, "args": {...}}`` with ``{"id": n, "ok": true, "result": ...}``.
+End of stdin (the harness died or closed the pipe) stops the process, so no node outlives
+its harness; the harness also kills the whole process group.
+"""
+import asyncio
+import inspect
+import json
+import os
+import sys
+import threading
+import traceback
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def cpu_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+def base_stats(extra=None):
+    d = {"cpu": cpu_seconds(), "rss": rss_bytes(), "pid": os.getpid()}
+    if extra:
+        d.update(extra)
+    return d
+
+
+class Control:
+    def __init__(self, loop, handlers, on_exit):
+        self.loop = loop
+        self.handlers = dict(handlers)
+        self.handlers.setdefault("ping", lambda: "pong")
+        self.handlers.setdefault("quit", self._quit)
+        self.on_exit = on_exit
+        self._out = sys.stdout
+        # Nothing else may write on stdout: it is the control channel.
+        sys.stdout = sys.stderr
+
+    def _quit(self):
+        self.loop.call_later(0.01, self.on_exit)
+        return "bye"
+
+    def write(self, obj):
+        self._out.write(json.dumps(obj) + "\n")
+        self._out.flush()
+
+    def ready(self, **info):
+        info["event"] = "ready"
+        info["pid"] = os.getpid()
+        self.write(info)
+
+    def start(self):
+        t = threading.Thread(target=self._reader, daemon=True)
+        t.start()
+        self._watch_parent()
+
+    def _watch_parent(self):
+        if os.getppid() == 1:
+            self.on_exit()
+            return
+        self.loop.call_later(1.0, self._watch_parent)
+
+    def _reader(self):
+        for line in sys.stdin:
+            line = line.strip()
+            if line:
+                self.loop.call_soon_threadsafe(self._dispatch, line)
+        self.loop.call_soon_threadsafe(self.on_exit)
+
+    def _dispatch(self, line):
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        rid = msg.get("id")
+        try:
+            res = self.handlers[msg["cmd"]](**msg.get("args", {}))
+        except Exception as e:  # reported to the harness
+            self.write({"id": rid, "ok": False, "error": "%s: %s" % (type(e).__name__, e),
+                        "tb": traceback.format_exc()})
+            return
+        if inspect.isawaitable(res):
+            fut = asyncio.ensure_future(res)
+
+            def done(f):
+                if f.cancelled():
+                    self.write({"id": rid, "ok": False, "error": "cancelled"})
+                elif f.exception() is not None:
+                    e = f.exception()
+                    self.write({"id": rid, "ok": False, "error": "%s: %s" % (type(e).__name__, e),
+                                "tb": "".join(traceback.format_exception(e))})
+                else:
+                    self.write({"id": rid, "ok": True, "result": f.result()})
+            fut.add_done_callback(done)
+        else:
+            self.write({"id": rid, "ok": True, "result": res})

@@ -1,0 +1,1 @@
+"""Implementation adapters for the benchmark (see base.py for the contract)."""

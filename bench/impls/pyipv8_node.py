@@ -1,0 +1,264 @@
+"""pyipv8 3.x TunnelCommunity node process (client, relay or exit), pure Python or Rust.
+
+pyipv8 picks its data path by endpoint type: a plain ``UDPEndpoint`` (here inside a
+``DispatcherEndpoint`` as IPv8 itself builds it) makes TunnelCommunity wrap it in its
+``PythonCryptoEndpoint`` (cells relayed/encrypted in Python); an ``ipv8_rust_tunnels.endpoint.
+Endpoint`` (what Tribler passes as ``IPv8(..., endpoint_override=...)``) is itself a
+``CryptoEndpoint``, and relaying, exiting and cell crypto for known circuits happen in Rust
+worker threads.  ``--rust`` selects the latter.
+
+No bootstrap servers, no walker, no LAN discovery: the harness tells every node the others'
+127.0.0.1 addresses and nodes introduce themselves with ``walk_to``.
+"""
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+
+from ipv8.keyvault.crypto import default_eccrypto
+from ipv8.messaging.anonymization import exit_socket as exit_mod
+from ipv8.messaging.anonymization.community import TunnelCommunity, TunnelSettings
+from ipv8.messaging.anonymization.tunnel import (
+    PEER_FLAG_EXIT_BT, PEER_FLAG_RELAY, PEER_FLAG_SPEED_TEST, CIRCUIT_STATE_READY,
+)
+from ipv8.messaging.interfaces.dispatcher.endpoint import DispatcherEndpoint
+from ipv8.messaging.interfaces.udp.endpoint import UDPEndpoint, UDPv4Address
+from ipv8.peer import Peer
+from ipv8.peerdiscovery.network import Network
+
+from bench import ctl
+from bench.proto import WindowedSender
+
+COUNTERS = {"cells": 0}
+
+
+# -- bench-only patches of the pure Python path: count datagrams, bind exits to 127.0.0.1 --
+_orig_dgram = UDPEndpoint.datagram_received
+
+
+def _counting_dgram(self, datagram, addr):
+    COUNTERS["cells"] += 1
+    return _orig_dgram(self, datagram, addr)
+
+
+UDPEndpoint.datagram_received = _counting_dgram
+
+_orig_exit_dgram = exit_mod.TunnelExitSocket.datagram_received
+
+
+def _counting_exit_dgram(self, data, source):
+    COUNTERS["cells"] += 1
+    return _orig_exit_dgram(self, data, source)
+
+
+exit_mod.TunnelExitSocket.datagram_received = _counting_exit_dgram
+
+
+def _enable_loopback(self):
+    # pyipv8 binds exit sockets to 0.0.0.0 and ::; the benchmark must bind 127.0.0.1 only.
+    if not self.enabled:
+        self.enabled = True
+
+        async def create_transports():
+            self.transport_ipv4 = await exit_mod.TunnelProtocol(self.datagram_received_ipv4,
+                                                                ("127.0.0.1", 0)).open()
+            while self.queue:
+                self.sendto(*self.queue.popleft())
+
+        self.register_task("create_transports", create_transports)
+
+
+exit_mod.TunnelExitSocket.enable = _enable_loopback
+
+
+class BenchTunnelCommunity(TunnelCommunity):
+    sender = None
+
+    def on_raw_data(self, circuit, origin, data):
+        if self.sender is not None:
+            self.sender.on_ack(data)
+
+
+class NodeApp:
+    def __init__(self, role, rust, workers):
+        self.role = role
+        self.rust = rust
+        self.workers = workers
+        self.held = []
+        self.bulk = None
+        self.ticker = None
+
+    async def setup(self):
+        if self.rust:
+            from ipv8_rust_tunnels.endpoint import Endpoint as RustEndpoint
+            self.endpoint = RustEndpoint(port=0, ip="127.0.0.1", worker_threads=self.workers)
+            self.udp = self.endpoint
+        else:
+            self.endpoint = DispatcherEndpoint(["UDPIPv4"], UDPIPv4={"port": 0, "ip": "127.0.0.1"})
+            self.udp = self.endpoint.interfaces["UDPIPv4"]
+        await self.endpoint.open()
+        if self.rust:
+            self.endpoint.set_exit_address(("127.0.0.1", 0))
+        key = default_eccrypto.generate_key("curve25519")
+        settings = TunnelSettings(my_peer=Peer(key), endpoint=self.endpoint, network=Network())
+        settings.max_circuits = 0
+        settings.min_circuits = 0
+        settings.max_joined_circuits = 100000
+        settings.max_time_inactive = 3600
+        settings.remove_tunnel_delay = 0
+        if self.role == "exit":
+            settings.peer_flags = {PEER_FLAG_RELAY, PEER_FLAG_EXIT_BT, PEER_FLAG_SPEED_TEST}
+        elif self.role == "relay":
+            settings.peer_flags = {PEER_FLAG_RELAY, PEER_FLAG_SPEED_TEST}
+        else:
+            settings.peer_flags = set()
+        self.community = BenchTunnelCommunity(settings)
+        if self.rust:
+            self.endpoint.set_exit_address(("127.0.0.1", 0))
+        addr = self.endpoint.get_address()
+        return [addr[0], addr[1]]
+
+    # ---------------------------------------------------------------- control commands
+    def introduce(self, addrs):
+        for a in addrs:
+            self.community.walk_to(UDPv4Address(a[0], a[1]))
+        return True
+
+    def candidates(self):
+        c = self.community
+        return {"relays": len([p for p in c.get_candidates(PEER_FLAG_RELAY)
+                               if PEER_FLAG_EXIT_BT not in c.candidates.get(p, [])]),
+                "exits": len(c.get_candidates(PEER_FLAG_EXIT_BT)),
+                "peers": len(c.get_peers())}
+
+    async def _one(self, hops, timeout=10.0):
+        c = self.community.create_circuit(hops, exit_flags=[PEER_FLAG_EXIT_BT])
+        if c is None:
+            raise RuntimeError("no candidates for a %d-hop circuit" % hops)
+        res = await asyncio.wait_for(asyncio.shield(c.ready), timeout)
+        if res is None:
+            raise RuntimeError("circuit %d failed: %s" % (c.circuit_id, c.closing_info))
+        return c
+
+    async def _drop(self, circuits):
+        for c in circuits:
+            await self.community.remove_circuit(c.circuit_id, "bench", remove_now=True, destroy=True)
+
+    async def build(self, hops, count, parallel):
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            circuits = await asyncio.gather(*[self._one(hops) for _ in range(parallel)])
+            times.append(time.perf_counter() - t0)
+            await self._drop(circuits)
+            await asyncio.sleep(0.01)
+        return times
+
+    async def open_circuit(self, hops):
+        c = await self._one(hops)
+        self.held.append(c)
+        return {"id": c.circuit_id, "hops": [h.public_key_bin.hex() for h in c.hops]}
+
+    async def close_circuit(self, cid):
+        for c in list(self.held):
+            if c.circuit_id == cid:
+                self.held.remove(c)
+                await self._drop([c])
+        return True
+
+    async def hold(self, hops, count, parallel=16):
+        built = 0
+        while built < count:
+            n = min(parallel, count - built)
+            cs = await asyncio.gather(*[self._one(hops, 30.0) for _ in range(n)],
+                                      return_exceptions=True)
+            for c in cs:
+                if not isinstance(c, BaseException):
+                    self.held.append(c)
+                    built += 1
+        return built
+
+    async def release(self):
+        held, self.held = self.held, []
+        await self._drop(held)
+        return True
+
+    def bulk_start(self, cid, sink, size, window):
+        circuit = self.community.circuits[cid]
+        comm = self.community
+        dest = UDPv4Address(sink[0], sink[1])
+        origin = ("0.0.0.0", 0)
+        first = circuit.hop.address
+
+        def send(payload):
+            comm.send_data(first, cid, dest, origin, payload)
+
+        self.bulk = WindowedSender(send, size, window)
+        comm.sender = self.bulk
+        self.bulk.start()
+
+        async def tick():
+            while self.bulk is not None and self.bulk.running:
+                await asyncio.sleep(0.01)
+                self.bulk.tick()
+        self.ticker = asyncio.ensure_future(tick())
+        return True
+
+    def bulk_stop(self):
+        b = self.bulk
+        if b is None:
+            return {}
+        b.stop()
+        return b.summary()
+
+    def stats(self):
+        c = self.community
+        extra = {"cells": COUNTERS["cells"], "sent": self.bulk.seq if self.bulk else 0,
+                 "joined": len(c.relay_from_to) + len(c.exit_sockets),
+                 "circuits": len(c.circuits)}
+        if self.rust:
+            extra["cells"] = self.rust_cells()
+        return ctl.base_stats(extra)
+
+    def rust_cells(self):
+        # get_socket_statistics() of the Rust main socket is (packets up, bytes up, packets
+        # down, bytes down).  Cells handled = datagrams received on the tunnel socket; at an
+        # exit add the datagrams its exit sockets received, which are exactly the cells it
+        # sends back into circuits (the sink's acks), i.e. its main socket's packets up.
+        st = self.endpoint.rust_ep.get_socket_statistics()
+        if not st:
+            return 0
+        return int(st[2]) + (int(st[0]) if self.role == "exit" else 0)
+
+    def socket_stats(self):
+        r = {"socket": list(self.endpoint.rust_ep.get_socket_statistics())} if self.rust else {}
+        return r
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("role", choices=["client", "relay", "exit"])
+    p.add_argument("--rust", action="store_true")
+    p.add_argument("--workers", type=int, default=4)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = NodeApp(a.role, a.rust, a.workers)
+    addr = loop.run_until_complete(app.setup())
+    handlers = {n: getattr(app, n) for n in (
+        "introduce", "candidates", "build", "open_circuit", "close_circuit", "hold", "release",
+        "bulk_start", "bulk_stop", "stats", "socket_stats")}
+    c = ctl.Control(loop, handlers, loop.stop)
+    c.start()
+    c.ready(addr=addr, key=app.community.my_peer.public_key.key_to_bin().hex())
+    try:
+        loop.run_forever()
+    finally:
+        os._exit(0)  # do not wait for Rust worker threads or pending tasks
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Wire format of the bulk traffic and the windowed sender shared by every implementation.
+
+Data packet (client -> sink): 20-byte header + padding, total = payload size.
+Ack (sink -> client): 20 bytes.  Both start with 0x01 0x00 so that they look like a
+uTP ST_DATA packet: pyipv8 exits only let "BitTorrent-like" datagrams out/in.
+"""
+import struct
+import time
+
+MAGIC = b"\x01\x00"
+HDR = struct.Struct("!2sxxQQ")  # magic, seq (data) / highest seq (ack), timestamp / count
+ACK = HDR
+
+
+def make_packet_factory(size):
+    pad = bytes(max(0, size - HDR.size))
+    pack = HDR.pack
+
+    def make(seq):
+        return pack(MAGIC, seq, 0) + pad
+    return make
+
+
+class WindowedSender:
+    """Sends numbered packets with at most ``window`` unacknowledged ones in flight.
+
+    The sink acks the highest sequence number seen (every few packets and on a short timer).
+    Packets below an acked sequence number are either delivered or lost; nothing is resent
+    (this measures datagram goodput).  If no ack arrives for ``stall`` seconds the in-flight
+    packets are written off, so losses cannot deadlock the sender.
+    """
+
+    def __init__(self, send, size, window=128, stall=0.05):
+        self.send = send
+        self.make = make_packet_factory(size)
+        self.window = window
+        self.stall = stall
+        self.seq = 0
+        self.acked = 0
+        self.acks = 0
+        self.stalls = 0
+        self.running = False
+        self.last_ack = time.monotonic()
+
+    def start(self):
+        self.running = True
+        self.last_ack = time.monotonic()
+        self.pump()
+
+    def stop(self):
+        self.running = False
+
+    def pump(self):
+        if not self.running:
+            return
+        limit = self.acked + self.window
+        send = self.send
+        make = self.make
+        seq = self.seq
+        while seq < limit:
+            send(make(seq))
+            seq += 1
+        self.seq = seq
+
+    def on_ack(self, data):
+        if len(data) < ACK.size or data[:2] != MAGIC:
+            return
+        _, hi, _ = ACK.unpack_from(data)
+        self.acks += 1
+        if hi + 1 > self.acked:
+            self.acked = hi + 1
+            self.last_ack = time.monotonic()
+            self.pump()
+
+    def tick(self):
+        """Call periodically (every ~10 ms)."""
+        if self.running and time.monotonic() - self.last_ack > self.stall:
+            self.stalls += 1
+            self.acked = self.seq
+            self.last_ack = time.monotonic()
+            self.pump()
+
+    def summary(self):
+        return {"sent": self.seq, "acks": self.acks, "stalls": self.stalls}
