@@ -67,6 +67,8 @@ class IterativeLookup:
         self._peers: dict[Address, None] = {}
         self.result = LookupResult(target)
         self._done: Deferred[LookupResult] | None = None
+        self._pumping = False
+        self._again = False
         for node in seeds:
             self._offer(node)
 
@@ -101,16 +103,29 @@ class IterativeLookup:
         return live[:self._k]
 
     def _pump(self) -> None:
-        if self._done is None or self._done.called:
+        """Send queries while there is room; finish when nothing is in flight.  Not
+        re-entrant: a reply that arrives synchronously only asks for another round."""
+        if self._pumping:
+            self._again = True
             return
-        nearest = self._nearest_live()
-        for node_id in nearest:
-            if self._inflight >= self._alpha or self.result.queried >= self._max_queries:
-                break
-            if node_id not in self._state:
-                self._send(self._candidates[node_id])
-        if self._inflight == 0:
-            self._finish()
+        self._pumping = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                if self._done is None or self._done.called:
+                    return
+                for node_id in self._nearest_live():
+                    if self._inflight >= self._alpha or self.result.queried >= self._max_queries:
+                        break
+                    if node_id not in self._state:
+                        self._send(self._candidates[node_id])
+                        self._again = True
+                        break
+                if not self._again and self._inflight == 0:
+                    self._finish()
+        finally:
+            self._pumping = False
 
     def _send(self, node: NodeInfo) -> None:
         self._state[node.node_id] = "queried"

@@ -29,18 +29,21 @@ class TokenManager:
         self._random = random_bytes
         self._current = random_bytes(20)
         self._previous = random_bytes(20)
-        self._rotated_at = now
+        self._start = now
+        self._epoch = 0
 
     def _rotate(self, now: float) -> None:
-        elapsed = now - self._rotated_at
-        if elapsed < self.rotate_interval:
+        """Secrets change at fixed epochs ``start + n * rotate_interval``, however rarely
+        the manager is consulted: a token from epoch n is accepted until epoch n + 2."""
+        epoch = int((now - self._start) // self.rotate_interval)
+        if epoch <= self._epoch:
             return
-        if elapsed >= 2 * self.rotate_interval:   # both secrets are too old
-            self._previous = self._random(20)
-        else:
+        if epoch == self._epoch + 1:
             self._previous = self._current
+        else:                                    # both secrets are too old
+            self._previous = self._random(20)
         self._current = self._random(20)
-        self._rotated_at = now
+        self._epoch = epoch
 
     @staticmethod
     def _mac(secret: bytes, host: str) -> bytes:
