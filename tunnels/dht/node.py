@@ -129,7 +129,9 @@ class DHTNode:
         """Bind the UDP port (``interface`` ``""`` means all; tests pass ``"127.0.0.1"``)."""
         if self._port is not None:
             raise DHTError("DHT node is already listening")
-        self._port = self._reactor.listenUDP(port, DHTProtocol(self), interface=interface)
+        # read whole datagrams (Twisted would cut at 8192 bytes), then drop oversized ones
+        self._port = self._reactor.listenUDP(port, DHTProtocol(self), interface=interface,
+                                             maxPacketSize=65535)
         return self._port
 
     def start(self, port: int = 0, interface: str = "") -> Deferred[int]:
