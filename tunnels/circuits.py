@@ -1,0 +1,154 @@
+# -*- test-case-name: test.test_circuits -*-
+"""Circuit state: our own circuits (:class:`Circuit`) and circuits we carry for others
+(:class:`JoinedCircuit`).  Plain state and pure predicates; no I/O, time passed in."""
+from __future__ import annotations
+
+from enum import Enum, auto
+from typing import TYPE_CHECKING, Any
+
+from .crypto.onion import MAX_SEQ, HopKeys, new_counter
+from .crypto.replay import ReplayWindow
+from .wire.cells import CELL_SIZE
+
+if TYPE_CHECKING:
+    from .crypto.ntor import ClientState
+    from .settings import TunnelSettings
+
+Address = tuple[str, int]
+
+
+class CircuitState(Enum):
+    """Lifecycle of a circuit we build."""
+
+    EXTENDING = auto()
+    READY = auto()
+    CLOSED = auto()
+
+
+class Hop:
+    """One relay of our circuit, with the keys and counters we share with it."""
+
+    __slots__ = ("address", "node_id", "onion_key", "keys", "fwd_seq", "bwd_window")
+
+    def __init__(self, address: Address, node_id: bytes, onion_key: bytes, keys: HopKeys) -> None:
+        self.address = address
+        self.node_id = node_id
+        self.onion_key = onion_key
+        self.keys = keys
+        self.fwd_seq = new_counter()
+        self.bwd_window = ReplayWindow()
+
+
+def expiry_reason(created: float, idle_since: float, cells: int, now: float,
+                  settings: TunnelSettings) -> str | None:
+    """Why a circuit must go now (``max_time``, ``max_time_inactive``, ``max_traffic``), or None."""
+    if now - created >= settings.max_time:
+        return "max_time"
+    if now - idle_since >= settings.max_time_inactive:
+        return "max_time_inactive"
+    if cells * CELL_SIZE >= settings.max_traffic:
+        return "max_traffic"
+    return None
+
+
+class Circuit:
+    """A circuit we originate.  Pass it to ``tunnel_data``; read-only for applications.
+
+    :ivar circuit_id: id on the link to the first hop.
+    :ivar goal_hops: number of hops it is being built to.
+    :ivar state: a :class:`CircuitState`.
+    """
+
+    def __init__(self, circuit_id: int, goal_hops: int, path: list[Any], created: float, token: bytes,
+                 purpose: str = "data") -> None:
+        self.circuit_id = circuit_id
+        self.goal_hops = goal_hops
+        self.path = path
+        self.purpose = purpose
+        self.state = CircuitState.EXTENDING
+        self.hops: list[Hop] = []
+        self.token = token
+        self.created = created
+        self.last_received = created
+        self.last_sent = created
+        self.cells_sent = 0
+        self.cells_received = 0
+        self.pending: ClientState | None = None
+        self.on_ready: list[Any] = []
+        self.close_reason: str | None = None
+
+    @property
+    def first_hop(self) -> Address:
+        """Address of the first relay."""
+        return (self.path[0].address[0], self.path[0].address[1])
+
+    @property
+    def hop_count(self) -> int:
+        """Hops built so far."""
+        return len(self.hops)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the circuit carries data."""
+        return self.state is CircuitState.READY
+
+    def next_seqs(self) -> list[int]:
+        """Claim one forward sequence number per hop (the caller tears down on overflow)."""
+        seqs = []
+        for hop in self.hops:
+            hop.fwd_seq += 1
+            seqs.append(hop.fwd_seq)
+        return seqs
+
+    def counters_exhausted(self) -> bool:
+        """Whether any forward counter is about to wrap (the circuit must end first)."""
+        return any(hop.fwd_seq >= MAX_SEQ for hop in self.hops)
+
+    def expiry(self, now: float, settings: TunnelSettings) -> str | None:
+        """Why this circuit must be torn down now, or None."""
+        if self.state is CircuitState.EXTENDING:
+            return "build_timeout" if now - self.created >= settings.build_timeout else None
+        return expiry_reason(self.created, self.last_received, self.cells_sent + self.cells_received, now, settings)
+
+    def __repr__(self) -> str:
+        return f"<Circuit {self.circuit_id:08x} {self.state.name} {self.hop_count}/{self.goal_hops} hops>"
+
+
+class JoinedCircuit:
+    """A circuit of someone else that we relay (and maybe exit) for."""
+
+    __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
+                 "keys", "fwd_window", "bwd_seq", "created", "cells", "cells_at_sweep", "idle_since",
+                 "extending", "exit", "is_relay_end", "source_key")
+
+    def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, keys: HopKeys, now: float) -> None:
+        self.prev_address = prev_address
+        self.prev_id = prev_id
+        self.prev_token = prev_token
+        self.next_address: Address | None = None
+        self.next_id = 0
+        self.next_token = b""
+        self.keys = keys
+        self.fwd_window = ReplayWindow()
+        self.bwd_seq = new_counter()
+        self.created = now
+        self.cells = 0
+        self.cells_at_sweep = 0
+        self.idle_since = now
+        self.extending = False
+        self.exit: Any = None
+        self.source_key = prev_address[0]
+
+    def next_bwd_seq(self) -> int:
+        """Claim the next backward sequence number."""
+        self.bwd_seq += 1
+        return self.bwd_seq
+
+    def sweep(self, now: float, settings: TunnelSettings) -> str | None:
+        """Update idleness from the cell counter and say why the circuit must go, if so."""
+        if self.cells != self.cells_at_sweep:
+            self.cells_at_sweep = self.cells
+            self.idle_since = now
+        if self.bwd_seq >= MAX_SEQ:
+            return "counter_exhausted"
+        return expiry_reason(self.created, self.idle_since, self.cells, now, settings)

@@ -1,0 +1,406 @@
+# -*- test-case-name: test.test_community -*-
+"""TunnelCommunity: the IPv8 overlay that builds, relays and exits onion circuits.
+
+The seed API (``build_tunnels``, ``active_data_circuits``, ``tunnels_ready``,
+``tunnel_data``) lives here; the roles live in :mod:`tunnels.origin` (our circuits)
+and :mod:`tunnels.relay` (circuits of others).  Cells never pass through IPv8's
+message decoding: the transport hands them to :meth:`TunnelCommunity.on_cell`.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import replace
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from ipv8.community import Community, CommunitySettings
+from ipv8.peer import Peer
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from .addresses import is_forbidden_ip, parse_destination
+from .circuits import Circuit, JoinedCircuit
+from .errors import CircuitBuildFailed, CircuitNotReady, NoExitAvailable
+from .exit import ExitSocket
+from .exitpolicy import DestinationGuard, ExitPolicy
+from .origin import DataHandler, OriginRole, PathHop
+from .pathsel import Candidate, PeerFlag, select_path
+from .ratelimit import TokenBucket
+from .relay import RelayRole
+from .routing import LinkTable, Role
+from .settings import MAX_HOPS, TunnelSettings
+from .stats import Stats
+from .transport import TwistedUDPEndpoint
+from .wire.cells import CELL_SIZE, CellType, TOKEN_SIZE
+from .wire.relay import MAX_MESSAGE_DATA, RelayCommand, encode_data
+
+Address = tuple[str, int]
+MAX_BUILDING = 4
+"""Circuits of one hop count we build at the same time."""
+
+
+class TunnelCommunitySettings(CommunitySettings):
+    """IPv8 overlay settings.  ``tunnel`` holds the :class:`TunnelSettings`; IPv8 configs
+    may instead set the seed's fields one by one (``{"min_circuits": 2, ...}``)."""
+
+    tunnel: TunnelSettings | None = None
+    testnet: bool = False
+    """Loopback-friendly local mode: extends and exits may reach non-global addresses."""
+    reactor: Any = None
+    """The Twisted reactor (the global asyncio reactor when not given)."""
+    bootstrap: tuple[Address, ...] = ()
+    """Peers to introduce ourselves to (they are walked to, not treated as servers)."""
+    tick_interval: float = 0.5
+    """Seconds between maintenance rounds (pool, keep-alives, limits)."""
+
+
+class TunnelCommunity(Community):
+    """Relay and exit role: helps the network; also builds and uses circuits."""
+
+    community_id = hashlib.sha1(b"txtunnels onion routing, protocol 1").digest()
+    settings_class = TunnelCommunitySettings
+    log = Logger()
+
+    def __init__(self, settings: TunnelCommunitySettings) -> None:
+        super().__init__(settings)
+        self.settings = _resolve_settings(settings)
+        self.testnet = bool(settings.testnet)
+        self.reactor = settings.reactor or _global_reactor()
+        self.bootstrap_addresses = tuple((str(h), int(p)) for h, p in settings.bootstrap)
+        self.stats = Stats()
+        self.rng = random.SystemRandom()
+        self.udp = _find_udp_endpoint(self.endpoint)
+        self.udp.cell_handler = self.on_cell
+        if self.udp.host not in ("0.0.0.0", "::") and self.udp.is_open():
+            self.my_estimated_lan = (self.udp.host, self.udp.port)
+            self.my_estimated_wan = (self.udp.host, self.udp.port)
+        self.table = LinkTable(limit=4 * (self.settings.max_joined_circuits + 64 * self.settings.max_circuits))
+        self.peer_flags: dict[bytes, PeerFlag] = {}
+        identity = X25519PrivateKey.from_private_bytes(self.my_peer.key.key_to_bin()[10:42])
+        self.relay = RelayRole(identity=identity, node_id=self.my_peer.mid, settings=self.settings,
+                               clock=self.reactor, send=self.udp.send, table=self.table, stats=self.stats,
+                               find_peer=self._find_peer, extend_allowed=self._extend_allowed,
+                               open_exit=self._open_exit if self.settings.become_exitnode else None)
+        self.origin = OriginRole(settings=self.settings, clock=self.reactor, send=self.udp.send,
+                                 table=self.table, stats=self.stats, on_closed=self._circuit_closed)
+        self.exit_bandwidth = TokenBucket(self.settings.exit_bandwidth, self.settings.exit_bandwidth,
+                                          self.reactor.seconds())
+        self.pool_hops: set[int] = set()
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = self.reactor
+        self._ticker.start(settings.tick_interval, now=False)
+        for address in self.bootstrap_addresses:
+            self.walk_to(address)
+
+    # --- the seed API ---------------------------------------------------------------------
+
+    def build_tunnels(self, hops: int) -> None:
+        """Keep a pool of between ``min_circuits`` and ``max_circuits`` ready data circuits
+        of ``hops`` hops, rebuilding as circuits die or expire."""
+        _check_hops(hops, MAX_HOPS - 1)
+        self.pool_hops.add(hops)
+        self.maintain_pools()
+
+    def active_data_circuits(self, hops: int | None = None) -> list[Circuit]:
+        """Ready data circuits (of ``hops`` hops if given), oldest first: ``[0]`` works."""
+        return [c for c in self.origin.circuits.values()
+                if c.ready and c.purpose == "data" and (hops is None or c.goal_hops == hops)]
+
+    def tunnels_ready(self, hops: int | None = None) -> float:
+        """Ready circuits divided by ``min_circuits``, capped at 1.0 (1.0 means ready).
+
+        Without ``hops``: the least ready of the pools asked for with ``build_tunnels``
+        (1.0 when none was asked for and min_circuits is 0).
+        """
+        wanted = [hops] if hops is not None else sorted(self.pool_hops)
+        if not wanted:
+            return 1.0 if self.settings.min_circuits == 0 else 0.0
+        if self.settings.min_circuits == 0:
+            return 1.0
+        return min(min(1.0, len(self.active_data_circuits(h)) / self.settings.min_circuits) for h in wanted)
+
+    def tunnel_data(self, circuit: Circuit, destination: Address, message_type: str, payload: str | bytes) -> None:
+        """Send ``payload`` through ``circuit`` and its exit to ``destination`` (host, port).
+
+        ``message_type`` must be ``"data"``; a ``str`` payload is sent as UTF-8.  The
+        host may be an IP literal or a name the exit resolves; ``""`` means the
+        unspecified address, as in socket calls (exits refuse it).  Raises
+        :class:`CircuitNotReady`, ``TypeError`` or ``ValueError`` before any I/O.
+        """
+        if message_type != "data":
+            raise ValueError(f"unknown message type {message_type!r}; only 'data' is defined")
+        data = _payload_bytes(payload)
+        if not isinstance(destination, tuple) or len(destination) != 2:
+            raise TypeError("destination must be a (host, port) tuple")
+        host, port = destination
+        if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            target = ("0.0.0.0", port)
+        else:
+            target = parse_destination(host, port)
+        message = encode_data(target, data)
+        if len(message) > MAX_MESSAGE_DATA:
+            raise ValueError(f"payload of {len(data)} bytes is too large for one cell "
+                             f"(at most {MAX_MESSAGE_DATA - (len(message) - len(data))} to this destination)")
+        if not isinstance(circuit, Circuit) or self.origin.circuits.get(circuit.circuit_id) is not circuit:
+            raise CircuitNotReady("not one of this community's circuits")
+        if not circuit.ready:
+            raise CircuitNotReady(f"{circuit!r} is not ready")
+        self.origin.send_message(circuit, RelayCommand.DATA, message)
+
+    # --- receiving and events -------------------------------------------------------------
+
+    def add_data_handler(self, handler: DataHandler) -> None:
+        """Call ``handler(circuit, (host, port), payload)`` for data destinations send back."""
+        self.origin.data_handlers.append(handler)
+
+    def remove_data_handler(self, handler: DataHandler) -> None:
+        """Stop calling ``handler``."""
+        self.origin.data_handlers.remove(handler)
+
+    def add_refusal_handler(self, handler: Any) -> None:
+        """Call ``handler(circuit, (host, port), reason)`` when an exit refuses a destination."""
+        self.origin.refusal_handlers.append(handler)
+
+    # --- circuits -------------------------------------------------------------------------
+
+    def create_circuit(self, hops: int, exit_data: bool = True) -> Deferred[Circuit]:
+        """Build one circuit now; the Deferred fires when it is ready or fails."""
+        _check_hops(hops, MAX_HOPS)
+        path = select_path(self.candidates(), hops, exit_data, self.rng)
+        if path is None:
+            has_exit = any(PeerFlag.EXIT in c.flags for c in self.candidates())
+            error = NoExitAvailable("no known peer offers to exit data") if exit_data and not has_exit else \
+                CircuitBuildFailed(f"not enough relays known for {hops} hops")
+            return fail(error)
+        circuit = self.origin.build([PathHop(c.address, c.node_id, c.onion_key) for c in path],
+                                    "data" if exit_data else "relay")
+        done: Deferred[Circuit] = Deferred()
+
+        def settle(built: Circuit, error: Exception | None) -> None:
+            if error is None:
+                done.callback(built)
+            else:
+                done.errback(error)
+        circuit.on_ready.append(settle)
+        return done
+
+    def remove_circuit(self, circuit: Circuit) -> None:
+        """Destroy one of our circuits."""
+        self.origin.close(circuit, "removed")
+
+    @property
+    def circuits(self) -> list[Circuit]:
+        """All our circuits, building or ready."""
+        return list(self.origin.circuits.values())
+
+    @property
+    def joined_circuits(self) -> list[JoinedCircuit]:
+        """Circuits of others we carry."""
+        return list(self.relay.joined)
+
+    def candidates(self) -> list[Candidate]:
+        """Peers we could use as hops, from our own IPv8 view."""
+        result = []
+        for peer in self.get_peers():
+            flags = self.peer_flags.get(peer.mid)
+            onion_key = _onion_key(peer)
+            if flags and onion_key is not None:
+                result.append(Candidate((peer.address[0], peer.address[1]), peer.mid, onion_key, flags))
+        return result
+
+    def maintain_pools(self) -> None:
+        """Start builds so every requested pool heads for ``max_circuits`` ready circuits."""
+        for hops in sorted(self.pool_hops):
+            mine = [c for c in self.origin.circuits.values() if c.purpose == "data" and c.goal_hops == hops]
+            building = sum(1 for c in mine if not c.ready)
+            missing = self.settings.max_circuits - len(mine)
+            for _ in range(max(0, min(missing, MAX_BUILDING - building))):
+                d = self.create_circuit(hops)
+                d.addErrback(lambda failure: None)
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One maintenance round: limits, keep-alives, pools, bootstrap."""
+        self.relay.sweep()
+        for circuit in self.origin.sweep():
+            self.origin.send_message(circuit, RelayCommand.PING, self.rng.randbytes(8))
+        self.maintain_pools()
+        if self.bootstrap_addresses and len(self.get_peers()) < len(self.bootstrap_addresses):
+            self.walk_to(self.rng.choice(self.bootstrap_addresses))
+
+    def _circuit_closed(self, circuit: Circuit) -> None:
+        if self.pool_hops and self._ticker.running:
+            self.reactor.callLater(0, self.maintain_pools)
+
+    # --- cells ----------------------------------------------------------------------------
+
+    def on_cell(self, source: Address, cell: bytes) -> None:
+        """Fast path: dispatch one cell by (neighbour, circuit id).  Never raises."""
+        try:
+            if len(cell) != CELL_SIZE:
+                self.stats.drop("bad_length")
+                return
+            circuit_id = int.from_bytes(cell[2:6], "big")
+            entry = self.table.entries.get((source, circuit_id))
+            kind = cell[1]
+            if kind == CellType.RELAY:
+                if entry is None:
+                    self.stats.drop("unknown_circuit")
+                    return
+                role, circuit = entry
+                if role is Role.FROM_PREV:
+                    self.relay.forward(circuit, cell)
+                elif role is Role.OWN:
+                    self.origin.on_relay(circuit, cell)
+                elif circuit.extending:
+                    self.stats.drop("relay_before_created")
+                else:
+                    self.relay.backward(circuit, cell)
+            elif kind == CellType.CREATE:
+                if circuit_id == 0:
+                    self.stats.drop("circuit_id_zero")
+                    return
+                self.relay.on_create(source, circuit_id, cell[6:])
+            elif kind == CellType.CREATED:
+                if entry is None:
+                    self.stats.drop("unexpected_created")
+                elif entry[0] is Role.OWN:
+                    self.origin.on_created(entry[1], cell[6:])
+                elif entry[0] is Role.FROM_NEXT:
+                    self.relay.on_created(entry[1], cell[6:])
+                else:
+                    self.stats.drop("unexpected_created")
+            elif kind == CellType.DESTROY:
+                if entry is None:
+                    self.stats.drop("unknown_circuit")
+                    return
+                token = cell[6:6 + TOKEN_SIZE]
+                if entry[0] is Role.OWN:
+                    self.origin.on_destroy(entry[1], token)
+                else:
+                    self.relay.on_destroy(entry[1], entry[0], token)
+            else:
+                self.stats.drop("unknown_cell_type")
+        except Exception:
+            self.stats.drop("internal_error")
+            self.log.failure("bug: a cell from {source} raised", source=source)
+
+    # --- helpers for the roles ------------------------------------------------------------
+
+    def _find_peer(self, address: Address) -> tuple[bytes, bytes] | None:
+        peer = self.network.get_verified_by_address(address)
+        if peer is None:
+            return None
+        onion_key = _onion_key(peer)
+        return None if onion_key is None else (peer.mid, onion_key)
+
+    def _extend_allowed(self, address: Address) -> str | None:
+        if address[1] == 0:
+            return "port_0"
+        if self.testnet:
+            return None
+        try:
+            return is_forbidden_ip(address[0])
+        except (ValueError, TypeError):
+            return "bad_address"
+
+    def _open_exit(self, circuit: JoinedCircuit) -> ExitSocket:
+        policy = ExitPolicy(allow_ports=self.settings.exit_ports, allow_non_global=self.testnet,
+                            own_addresses=frozenset() if self.testnet else frozenset({self.udp.host}) - {"0.0.0.0"})
+        guard = DestinationGuard(self.settings.exit_unanswered_packets, self.settings.exit_destinations_per_circuit)
+        return ExitSocket(self.reactor, self.udp.host if self.testnet else "0.0.0.0", policy, guard,
+                          self.exit_bandwidth, self.stats,
+                          lambda source, payload: self.relay.exit_reply(circuit, source, payload))
+
+    # --- peer flags in introductions ------------------------------------------------------
+
+    def my_flags(self) -> PeerFlag:
+        """What we advertise: relay if we join circuits, exit if we exit."""
+        flags = PeerFlag(0)
+        if self.settings.max_joined_circuits > 0:
+            flags |= PeerFlag.RELAY
+        if self.settings.become_exitnode:
+            flags |= PeerFlag.EXIT
+        return flags
+
+    def create_introduction_request(self, socket_address: Any, extra_bytes: bytes = b"",
+                                    new_style: bool = False, prefix: bytes | None = None) -> bytes:
+        return super().create_introduction_request(socket_address, bytes((self.my_flags(),)), new_style, prefix)
+
+    def create_introduction_response(self, lan_socket_address: Any, socket_address: Any, identifier: int,
+                                     introduction: Peer | None = None, extra_bytes: bytes = b"",
+                                     prefix: bytes | None = None, new_style: bool = False) -> bytes:
+        return super().create_introduction_response(lan_socket_address, socket_address, identifier, introduction,
+                                                    bytes((self.my_flags(),)), prefix, new_style)
+
+    def introduction_request_callback(self, peer: Peer, dist: Any, payload: Any) -> None:
+        self._note_flags(peer, payload.extra_bytes)
+
+    def introduction_response_callback(self, peer: Peer, dist: Any, payload: Any) -> None:
+        self._note_flags(peer, payload.extra_bytes)
+
+    def _note_flags(self, peer: Peer, extra: bytes) -> None:
+        if len(extra) >= 1 and len(self.peer_flags) < 4096:
+            self.peer_flags[peer.mid] = PeerFlag(extra[0] & (PeerFlag.RELAY | PeerFlag.EXIT))
+
+    # --- shutdown -------------------------------------------------------------------------
+
+    async def unload(self) -> None:
+        """Destroy our and joined circuits, close exit sockets, stop timers."""
+        if self._ticker.running:
+            self._ticker.stop()
+        self.pool_hops.clear()
+        for circuit in list(self.origin.circuits.values()):
+            self.origin.close(circuit, "shutdown")
+        self.relay.close_all()
+        self.udp.cell_handler = None
+        await super().unload()
+
+
+def _resolve_settings(settings: TunnelCommunitySettings) -> TunnelSettings:
+    base = settings.tunnel if settings.tunnel is not None else TunnelSettings()
+    if not isinstance(base, TunnelSettings):
+        raise TypeError("settings.tunnel must be a TunnelSettings")
+    loose = {name: getattr(settings, name) for name in TunnelSettings.field_names() if hasattr(settings, name)}
+    return replace(base, **loose) if loose else base
+
+
+def _find_udp_endpoint(endpoint: Any) -> TwistedUDPEndpoint:
+    if isinstance(endpoint, TwistedUDPEndpoint):
+        return endpoint
+    for interface in getattr(endpoint, "interfaces", {}).values():
+        if isinstance(interface, TwistedUDPEndpoint):
+            return interface
+    raise TypeError("TunnelCommunity needs a tunnels.transport.TwistedUDPEndpoint "
+                    "(start nodes with tunnels.node.start_node or pass endpoint_override)")
+
+
+def _onion_key(peer: Peer) -> bytes | None:
+    try:
+        key = peer.public_key.get_crypt_pk()
+    except (ValueError, AttributeError):
+        return None
+    return key if isinstance(key, bytes) and len(key) == 32 else None
+
+
+def _check_hops(hops: object, most: int) -> None:
+    if isinstance(hops, bool) or not isinstance(hops, int):
+        raise TypeError(f"hops must be an int, got {type(hops).__name__}")
+    if not 1 <= hops <= most:
+        raise ValueError(f"hops must be between 1 and {most}, got {hops}")
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError(f"payload must be str or bytes, got {type(payload).__name__}")
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+    return reactor

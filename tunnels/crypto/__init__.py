@@ -1,0 +1,1 @@
+"""Pure cryptography: the circuit handshake, onion layers and replay windows."""

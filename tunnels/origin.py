@@ -1,0 +1,225 @@
+# -*- test-case-name: test.test_community -*-
+"""The originator role: build our circuits hop by hop, send through them, receive from them."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+
+from .circuits import Circuit, CircuitState, Hop
+from .crypto import ntor
+from .crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
+from .errors import CircuitBuildFailed, DecodeError, HandshakeError
+from .relay import relay_prefix
+from .routing import LinkTable, Role
+from .settings import TunnelSettings
+from .stats import Stats
+from .wire import relay as msg
+from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame
+from .wire.relay import RelayCommand
+
+Address = tuple[str, int]
+DataHandler = Callable[[Circuit, Address, bytes], None]
+
+
+class PathHop:
+    """A relay chosen for a path: where it is and the keys that identify it."""
+
+    __slots__ = ("address", "node_id", "onion_key")
+
+    def __init__(self, address: Address, node_id: bytes, onion_key: bytes) -> None:
+        self.address = address
+        self.node_id = node_id
+        self.onion_key = onion_key
+
+
+class OriginRole:
+    """Our own circuits."""
+
+    log = Logger()
+
+    def __init__(self, *, settings: TunnelSettings, clock: Any, send: Callable[[Address, bytes], None],
+                 table: LinkTable, stats: Stats, on_closed: Callable[[Circuit], None]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.send = send
+        self.table = table
+        self.stats = stats
+        self.on_closed = on_closed
+        self.circuits: dict[int, Circuit] = {}
+        self.data_handlers: list[DataHandler] = []
+        self.refusal_handlers: list[Callable[[Circuit, Address, str], None]] = []
+
+    # --- building -----------------------------------------------------------------------
+
+    def build(self, path: list[PathHop], purpose: str = "data") -> Circuit:
+        """Start building a circuit along ``path`` (chosen by us, never by a relay)."""
+        first = path[0].address
+        circuit_id = self.table.new_id(first)
+        circuit = Circuit(circuit_id, len(path), path, self.clock.seconds(), secrets.token_bytes(TOKEN_SIZE),
+                          purpose)
+        self.table.add(first, circuit_id, Role.OWN, circuit)
+        self.circuits[circuit_id] = circuit
+        hop = path[0]
+        circuit.pending = ntor.client1(hop.node_id, hop.onion_key)
+        self.stats.note("circuits_started")
+        self.send(first, frame(CellType.CREATE, circuit_id,
+                               Create(hop.node_id, hop.onion_key, circuit.pending.client_key,
+                                      circuit.token).encode()))
+        return circuit
+
+    def on_created(self, circuit: Circuit, payload: bytes) -> None:
+        """CREATED from the first hop."""
+        if circuit.state is not CircuitState.EXTENDING or circuit.hops or circuit.pending is None:
+            self.stats.drop("unexpected_created")
+            return
+        self._add_hop(circuit, Created.decode(payload))
+
+    def _add_hop(self, circuit: Circuit, created: Created) -> None:
+        state, circuit.pending = circuit.pending, None
+        assert state is not None
+        try:
+            material = ntor.client2(state, created.server_key, created.auth)
+        except HandshakeError:
+            self.stats.note("handshake_auth_fail")
+            self.close(circuit, "handshake")
+            return
+        hop = circuit.path[len(circuit.hops)]
+        circuit.hops.append(Hop(hop.address, hop.node_id, hop.onion_key, HopKeys(material)))
+        if len(circuit.hops) == circuit.goal_hops:
+            circuit.state = CircuitState.READY
+            circuit.last_received = self.clock.seconds()
+            self.stats.note("circuits_ready")
+            callbacks, circuit.on_ready = circuit.on_ready, []
+            for callback in callbacks:
+                callback(circuit, None)
+            return
+        target = circuit.path[len(circuit.hops)]
+        circuit.pending = ntor.client1(target.node_id, target.onion_key)
+        extend = msg.Extend(target.address, target.node_id, target.onion_key, circuit.pending.client_key)
+        self.send_message(circuit, RelayCommand.EXTEND, extend.encode())
+
+    # --- sending ------------------------------------------------------------------------
+
+    def send_message(self, circuit: Circuit, command: RelayCommand, data: bytes) -> None:
+        """Send a relay message to the circuit's current last hop."""
+        seqs = circuit.next_seqs()
+        if circuit.counters_exhausted():
+            self.close(circuit, "counter_exhausted")
+            return
+        payload = wrap_forward([hop.keys for hop in circuit.hops], seqs, msg.encode_message(command, data))
+        circuit.cells_sent += 1
+        circuit.last_sent = self.clock.seconds()
+        self.send(circuit.first_hop, relay_prefix(circuit.circuit_id) + payload)
+
+    # --- receiving ----------------------------------------------------------------------
+
+    def on_relay(self, circuit: Circuit, cell: bytes) -> None:
+        """A backward cell from our first hop."""
+        if not circuit.hops:
+            self.stats.drop("relay_before_created")
+            return
+        try:
+            seqs, body = unwrap_backward([hop.keys for hop in circuit.hops],
+                                         [hop.bwd_window for hop in circuit.hops], cell[6:])
+        except ReplayError:
+            self.stats.drop("replay")
+            return
+        except IntegrityError:
+            self.stats.drop("integrity")
+            self.close(circuit, "integrity")
+            return
+        for hop, seq in zip(circuit.hops, seqs):
+            hop.bwd_window.mark(seq)
+        circuit.cells_received += 1
+        circuit.last_received = self.clock.seconds()
+        try:
+            command, data = msg.decode_message(body)
+        except DecodeError:
+            self.stats.drop("malformed_message")
+            return
+        self._dispatch(circuit, command, data)
+
+    def _dispatch(self, circuit: Circuit, command: int, data: bytes) -> None:
+        if command == RelayCommand.DATA and circuit.ready:
+            try:
+                source, payload = msg.decode_data(data)
+            except DecodeError:
+                self.stats.drop("malformed_data")
+                return
+            self.stats.note("data_received")
+            for handler in list(self.data_handlers):
+                _call_isolated(self.log, handler, circuit, source, payload)
+        elif command == RelayCommand.PONG:
+            pass
+        elif command == RelayCommand.EXTENDED and circuit.pending is not None and circuit.hops:
+            try:
+                self._add_hop(circuit, Created.decode(data))
+            except DecodeError:
+                self.close(circuit, "malformed_extended")
+        elif command == RelayCommand.EXTEND_FAILED and circuit.state is CircuitState.EXTENDING:
+            self.stats.note("extend_failed")
+            self.close(circuit, "extend_failed")
+        elif command == RelayCommand.DATA_REFUSED:
+            try:
+                destination, offset = msg.decode_address(data)
+            except DecodeError:
+                self.stats.drop("malformed_refusal")
+                return
+            reason = data[offset:].decode("ascii", "replace")
+            self.stats.note("data_refused")
+            for handler in list(self.refusal_handlers):
+                _call_isolated(self.log, handler, circuit, destination, reason)
+        elif command in msg.FORWARD_COMMANDS:
+            self.stats.drop("wrong_direction")
+            self.close(circuit, "protocol")
+        else:
+            self.stats.drop("unexpected_command")
+
+    # --- teardown -----------------------------------------------------------------------
+
+    def close(self, circuit: Circuit, reason: str, notify: bool = True) -> None:
+        """Tear down our circuit; ``notify`` sends DESTROY to the first hop."""
+        if circuit.state is CircuitState.CLOSED:
+            return
+        circuit.state = CircuitState.CLOSED
+        circuit.close_reason = reason
+        self.circuits.pop(circuit.circuit_id, None)
+        self.table.remove(circuit.first_hop, circuit.circuit_id)
+        if notify:
+            self.send(circuit.first_hop, frame(CellType.DESTROY, circuit.circuit_id, circuit.token))
+        self.stats.note(f"circuits_closed_{reason}")
+        callbacks, circuit.on_ready = circuit.on_ready, []
+        for callback in callbacks:
+            callback(circuit, CircuitBuildFailed(f"circuit closed while building: {reason}"))
+        self.on_closed(circuit)
+
+    def on_destroy(self, circuit: Circuit, token: bytes) -> bool:
+        """DESTROY from our first hop (valid only with the circuit's token)."""
+        if token != circuit.token:
+            self.stats.drop("destroy_bad_token")
+            return False
+        self.close(circuit, "destroyed_by_relay" if circuit.hops else "refused", notify=False)
+        return True
+
+    def sweep(self) -> list[Circuit]:
+        """Close circuits past their limits; returns the circuits that need a keep-alive."""
+        now = self.clock.seconds()
+        idle = []
+        for circuit in list(self.circuits.values()):
+            reason = circuit.expiry(now, self.settings)
+            if reason is not None:
+                self.close(circuit, reason)
+            elif circuit.ready and now - circuit.last_sent >= self.settings.max_time_inactive / 4:
+                idle.append(circuit)
+        return idle
+
+
+def _call_isolated(log: Logger, handler: Callable[..., None], *args: Any) -> None:
+    """Run an application callback; its exceptions are logged, never propagated into the cell path."""
+    try:
+        handler(*args)
+    except Exception:
+        log.failure("data handler {handler!r} raised", handler=handler)

@@ -1,0 +1,269 @@
+# -*- test-case-name: test.test_relay -*-
+"""The relay role: carry circuits of others, extend them on request, exit their data.
+
+Sans-I/O apart from the injected ``send`` callable and the exit sockets it is
+handed; every rule here is exercised by unit tests and once over real UDP.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from .circuits import JoinedCircuit
+from .crypto import ntor
+from .crypto.onion import HEADER_SIZE, HopKeys, IntegrityError, ReplayError, add_backward, originate_backward, \
+    peel_forward
+from .errors import DecodeError, HandshakeError
+from .ratelimit import KeyedTokenBuckets, ShareLimiter
+from .routing import LinkTable, Role
+from .wire import relay as msg
+from .wire.cells import CELL_MARK, TOKEN_SIZE, CellType, Create, Created, frame
+from .wire.relay import RelayCommand
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from .settings import TunnelSettings
+    from .stats import Stats
+
+Address = tuple[str, int]
+_RELAY_PREFIX = bytes((CELL_MARK, CellType.RELAY))
+
+
+def relay_prefix(circuit_id: int) -> bytes:
+    """The 6 link-header bytes of a RELAY cell on ``circuit_id``."""
+    return _RELAY_PREFIX + circuit_id.to_bytes(4, "big")
+
+
+class RelayRole:
+    """Circuits we carry for others: CREATE, forwarding both ways, EXTEND, exit, teardown."""
+
+    log = Logger()
+
+    def __init__(self, *, identity: X25519PrivateKey, node_id: bytes, settings: TunnelSettings,
+                 clock: Any, send: Callable[[Address, bytes], None], table: LinkTable, stats: Stats,
+                 find_peer: Callable[[Address], tuple[bytes, bytes] | None],
+                 extend_allowed: Callable[[Address], str | None],
+                 open_exit: Callable[[JoinedCircuit], Any] | None) -> None:
+        self.identity = identity
+        self.node_id = node_id
+        self.onion_key = identity.public_key().public_bytes_raw()
+        self.settings = settings
+        self.clock = clock
+        self.send = send
+        self.table = table
+        self.stats = stats
+        self.find_peer = find_peer
+        self.extend_allowed = extend_allowed
+        self.open_exit = open_exit
+        self.joined: set[JoinedCircuit] = set()
+        self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
+        self.shares = ShareLimiter(settings.max_joined_circuits, settings.max_joined_share)
+
+    # --- CREATE -------------------------------------------------------------------------
+
+    def on_create(self, source: Address, circuit_id: int, payload: bytes) -> None:
+        """Join a circuit (or refuse with a DESTROY); never overwrites a bound id."""
+        if self.table.get(source, circuit_id) is not None:
+            self.stats.drop("duplicate_create")
+            return
+        try:
+            create = Create.decode(payload)
+        except DecodeError:
+            self.stats.drop("malformed_create")
+            return
+        refusal = None
+        if not self.create_buckets.take(source[0], self.clock.seconds()):
+            refusal = "create_rate"
+        elif self.table.full():
+            refusal = "table_full"
+        else:
+            refusal = self.shares.try_acquire(source[0])
+        if refusal is not None:
+            self.stats.note(f"create_refused_{refusal.replace(' ', '_')}")
+            self.send(source, frame(CellType.DESTROY, circuit_id, create.token))
+            return
+        try:
+            server_key, auth, material = ntor.server(self.identity, self.node_id, create.node_id,
+                                                     create.onion_key, create.client_key)
+        except HandshakeError:
+            self.shares.release(source[0])
+            self.stats.note("create_refused_handshake")
+            self.send(source, frame(CellType.DESTROY, circuit_id, create.token))
+            return
+        circuit = JoinedCircuit(source, circuit_id, create.token, HopKeys(material), self.clock.seconds())
+        self.table.add(source, circuit_id, Role.FROM_PREV, circuit)
+        self.joined.add(circuit)
+        self.stats.note("circuits_joined")
+        self.send(source, frame(CellType.CREATED, circuit_id, Created(server_key, auth).encode()))
+
+    # --- cells on joined circuits -------------------------------------------------------
+
+    def forward(self, circuit: JoinedCircuit, cell: bytes) -> None:
+        """A forward cell from the previous hop: peel our layer, pass it on or act on it."""
+        try:
+            seq, payload = peel_forward(circuit.keys, circuit.fwd_window, cell[6:])
+        except ReplayError:
+            self.stats.drop("replay")
+            return
+        except IntegrityError:
+            self.stats.drop("integrity")
+            self.destroy(circuit, "integrity")
+            return
+        circuit.fwd_window.mark(seq)
+        circuit.cells += 1
+        if circuit.next_address is not None and not circuit.extending:
+            self.send(circuit.next_address, relay_prefix(circuit.next_id) + payload)
+        else:
+            self.at_end(circuit, payload[HEADER_SIZE:])
+
+    def backward(self, circuit: JoinedCircuit, cell: bytes) -> None:
+        """A backward cell from the next hop: add our layer and pass it towards the originator."""
+        circuit.cells += 1
+        self.send(circuit.prev_address,
+                  relay_prefix(circuit.prev_id) + add_backward(circuit.keys, circuit.next_bwd_seq(), cell[6:]))
+
+    def reply(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
+        """Send a relay message to the originator (we are the last hop)."""
+        circuit.cells += 1
+        body = msg.encode_message(command, data)
+        self.send(circuit.prev_address,
+                  relay_prefix(circuit.prev_id) + originate_backward(circuit.keys, circuit.next_bwd_seq(), body))
+
+    def at_end(self, circuit: JoinedCircuit, body: bytes) -> None:
+        """Act on a relay message addressed to us as the circuit's last hop."""
+        try:
+            command, data = msg.decode_message(body)
+        except DecodeError:
+            self.stats.drop("malformed_message")
+            return
+        if command == RelayCommand.DATA:
+            self.exit_data(circuit, data)
+        elif command == RelayCommand.PING:
+            self.reply(circuit, RelayCommand.PONG, data[:8])
+        elif command == RelayCommand.EXTEND:
+            self.extend(circuit, data)
+        elif command in msg.BACKWARD_COMMANDS:
+            self.stats.drop("wrong_direction")
+            self.destroy(circuit, "protocol")
+        else:
+            self.stats.drop("unknown_command")
+
+    # --- EXTEND -------------------------------------------------------------------------
+
+    def extend(self, circuit: JoinedCircuit, data: bytes) -> None:
+        """Extend the circuit to a verified IPv8 peer chosen by the originator."""
+        if circuit.next_address is not None or circuit.extending:
+            self.stats.note("extend_refused_again")
+            self.destroy(circuit, "protocol")
+            return
+        try:
+            request = msg.Extend.decode(data)
+        except DecodeError:
+            self.stats.note("extend_refused_malformed")
+            self.reply(circuit, RelayCommand.EXTEND_FAILED, b"")
+            return
+        target = request.address
+        reason = self.extend_allowed(target)
+        known = self.find_peer(target)
+        if reason is None and known is None:
+            reason = "unknown_peer"
+        elif reason is None and known is not None and (known[0] != request.node_id or known[1] != request.onion_key):
+            reason = "identity_mismatch"
+        elif reason is None and target == circuit.prev_address:
+            reason = "previous_hop"
+        if reason is not None:
+            self.stats.note(f"extend_refused_{reason}")
+            self.reply(circuit, RelayCommand.EXTEND_FAILED, b"")
+            return
+        next_id = self.table.new_id(target)
+        token = secrets.token_bytes(TOKEN_SIZE)
+        circuit.next_address, circuit.next_id, circuit.next_token = target, next_id, token
+        circuit.extending = True
+        self.table.add(target, next_id, Role.FROM_NEXT, circuit)
+        self.send(target, frame(CellType.CREATE, next_id,
+                                Create(request.node_id, request.onion_key, request.client_key, token).encode()))
+
+    def on_created(self, circuit: JoinedCircuit, payload: bytes) -> None:
+        """The next hop answered our CREATE: tell the originator (EXTENDED)."""
+        if not circuit.extending:
+            self.stats.drop("unexpected_created")
+            return
+        circuit.extending = False
+        self.stats.note("circuits_extended")
+        self.reply(circuit, RelayCommand.EXTENDED, payload[:Created.SIZE])
+
+    # --- exit ---------------------------------------------------------------------------
+
+    def exit_data(self, circuit: JoinedCircuit, data: bytes) -> None:
+        """Send data to the Internet for the originator, if we are an exit and policy allows."""
+        try:
+            destination, payload = msg.decode_data(data)
+        except DecodeError:
+            self.stats.drop("malformed_data")
+            return
+        if self.open_exit is None:
+            self.stats.note("exit_refused_not_exit")
+            self._refuse(circuit, destination, "not an exit")
+            return
+        if circuit.exit is None:
+            circuit.exit = self.open_exit(circuit)
+        refusal = circuit.exit.send(destination, payload)
+        if refusal is not None:
+            self.stats.note("exit_refused")
+            self._refuse(circuit, destination, refusal)
+
+    def _refuse(self, circuit: JoinedCircuit, destination: Address, reason: str) -> None:
+        self.reply(circuit, RelayCommand.DATA_REFUSED,
+                   msg.encode_address(*destination) + reason.encode("ascii", "replace")[:200])
+
+    def exit_reply(self, circuit: JoinedCircuit, source: Address, payload: bytes) -> None:
+        """A destination answered through our exit socket: send it to the originator."""
+        if circuit in self.joined:
+            self.reply(circuit, RelayCommand.DATA, msg.encode_data(source, payload))
+
+    # --- teardown and limits ------------------------------------------------------------
+
+    def on_destroy(self, circuit: JoinedCircuit, role: Role, token: bytes) -> bool:
+        """DESTROY from a neighbour: valid only with that link's token.  Returns acceptance."""
+        expected = circuit.prev_token if role is Role.FROM_PREV else circuit.next_token
+        if token != expected:
+            self.stats.drop("destroy_bad_token")
+            return False
+        self.destroy(circuit, "destroyed", skip=circuit.prev_address if role is Role.FROM_PREV else None,
+                     skip_next=role is Role.FROM_NEXT)
+        return True
+
+    def destroy(self, circuit: JoinedCircuit, reason: str, skip: Address | None = None,
+                skip_next: bool = False) -> None:
+        """Tear down a joined circuit and tell both neighbours (no reason is sent)."""
+        if circuit not in self.joined:
+            return
+        self.joined.discard(circuit)
+        self.shares.release(circuit.source_key)
+        self.table.remove(circuit.prev_address, circuit.prev_id)
+        self.table.remove(circuit.next_address, circuit.next_id)
+        if skip != circuit.prev_address:
+            self.send(circuit.prev_address, frame(CellType.DESTROY, circuit.prev_id, circuit.prev_token))
+        if circuit.next_address is not None and not skip_next:
+            self.send(circuit.next_address, frame(CellType.DESTROY, circuit.next_id, circuit.next_token))
+        if circuit.exit is not None:
+            circuit.exit.close()
+            circuit.exit = None
+        self.stats.note(f"joined_closed_{reason}")
+
+    def sweep(self) -> None:
+        """Enforce max_time, max_time_inactive and max_traffic on what we carry."""
+        now = self.clock.seconds()
+        for circuit in list(self.joined):
+            reason = circuit.sweep(now, self.settings)
+            if reason is not None:
+                self.destroy(circuit, reason)
+
+    def close_all(self) -> None:
+        """Destroy every joined circuit (unload)."""
+        for circuit in list(self.joined):
+            self.destroy(circuit, "shutdown")

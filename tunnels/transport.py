@@ -1,0 +1,134 @@
+# -*- test-case-name: test.test_transport -*-
+"""The IPv8 endpoint on a Twisted UDP port, with the cell fast path.
+
+Cells (first byte :data:`~tunnels.wire.cells.CELL_MARK`) go straight to the
+registered cell handler; everything else goes to IPv8's listeners as usual.
+An endpoint bound to a loopback address never sends to any other address (local
+test networks stay on the machine even when IPv8 learns other addresses).
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ipv8.messaging.interfaces.dispatcher.endpoint import DispatcherEndpoint
+from ipv8.messaging.interfaces.endpoint import Endpoint, EndpointClosedException
+from ipv8.messaging.interfaces.udp.endpoint import UDPv4Address
+from twisted.internet.error import MessageLengthError
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from .wire.cells import CELL_MARK
+
+Address = tuple[str, int]
+RECEIVE_BUFFER = 870400
+MAX_DATAGRAM = 65507
+
+
+class _Protocol(DatagramProtocol):
+    def __init__(self, endpoint: TwistedUDPEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 (Twisted API)
+        self.endpoint.datagram_received(datagram, addr)
+
+
+class TwistedUDPEndpoint(Endpoint):
+    """An IPv8 :class:`Endpoint` on ``reactor.listenUDP`` that also carries cells."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, host: str = "0.0.0.0", port: int = 0) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self._port: Any = None
+        self._write: Callable[[bytes, Address], Any] | None = None
+        self.cell_handler: Callable[[Address, bytes], None] | None = None
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.send_errors = 0
+        self.refused_off_loopback = 0
+        self.loopback_only = _is_loopback(host)
+
+    def datagram_received(self, datagram: bytes, addr: Address) -> None:
+        """Route one datagram: cells to the fast path, the rest to IPv8."""
+        self.bytes_down += len(datagram)
+        if datagram and datagram[0] == CELL_MARK:
+            handler = self.cell_handler
+            if handler is not None:
+                handler(addr, datagram)
+            return
+        self.notify_listeners((UDPv4Address(addr[0], addr[1]), datagram))
+
+    def send(self, socket_address: Address, packet: bytes) -> None:
+        """Send a datagram; failures (full buffers, bad address) are counted, not raised."""
+        write = self._write
+        if write is None:
+            raise EndpointClosedException(self)
+        if self.loopback_only and not _is_loopback(socket_address[0]):
+            self.refused_off_loopback += 1
+            return
+        try:
+            write(packet, (socket_address[0], socket_address[1]))
+        except (OSError, MessageLengthError, ValueError) as exc:
+            self.send_errors += 1
+            self.log.debug("send to {addr} failed: {exc}", addr=socket_address, exc=exc)
+            return
+        self.bytes_up += len(packet)
+
+    def assert_open(self) -> None:
+        if self._port is None:
+            raise EndpointClosedException(self)
+
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def get_address(self) -> Address:
+        return UDPv4Address(self.host, self.port)
+
+    async def open(self) -> bool:
+        """Listen on ``(host, port)`` (idempotent); the bound port is then :attr:`port`."""
+        if self._port is not None:
+            return True
+        self._port = self.reactor.listenUDP(self.port, _Protocol(self), interface=self.host,
+                                            maxPacketSize=MAX_DATAGRAM)
+        self.port = self._port.getHost().port
+        self._write = self._port.write
+        try:
+            self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
+        except OSError:
+            self.log.warn("could not enlarge UDP socket buffers")
+        return True
+
+    def close(self) -> asyncio.Future[Any]:
+        """Stop listening; returns an awaitable as IPv8 expects."""
+        port, self._port, self._write = self._port, None, None
+        loop = asyncio.get_event_loop()
+        if port is None:
+            future: asyncio.Future[Any] = loop.create_future()
+            future.set_result(None)
+            return future
+        return port.stopListening().asFuture(loop)  # type: ignore[no-any-return]
+
+    def reset_byte_counters(self) -> None:
+        self.bytes_up = 0
+        self.bytes_down = 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (a socket bound there never leaves the machine)."""
+    return host.startswith("127.") or host == "::1"
+
+
+def dispatcher_for(endpoint: TwistedUDPEndpoint) -> DispatcherEndpoint:
+    """Wrap our endpoint in IPv8's dispatcher surface (communities read ``interfaces``)."""
+    dispatcher = DispatcherEndpoint([])
+    dispatcher.interfaces = {"UDPIPv4": endpoint}
+    dispatcher.interface_order = ["UDPIPv4"]
+    dispatcher._preferred_interface = endpoint
+    return dispatcher

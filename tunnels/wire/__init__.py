@@ -1,0 +1,1 @@
+"""Wire formats: pure bytes <-> values, no I/O."""

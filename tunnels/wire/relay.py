@@ -1,0 +1,137 @@
+# -*- test-case-name: test.test_relay_messages -*-
+"""Relay messages: what the last hop of a circuit and the originator say to each other.
+
+A relay message is the plaintext body of an onion cell (:data:`BODY_SIZE` bytes)::
+
+    command (1) | length (2) | data (length) | zero padding
+
+Destinations and sources are encoded as ``kind (1) | address | port (2)`` with kind
+4 (IPv4, 4 bytes), 6 (IPv6, 16 bytes) or 3 (hostname: length byte + ASCII name).
+Decoding is total: it returns a value or raises :class:`DecodeError`.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ..errors import DecodeError
+from .cells import ID_SIZE, KEY_SIZE, TOKEN_SIZE
+
+from ..crypto.onion import BODY_SIZE
+
+MESSAGE_HEADER = 3
+MAX_MESSAGE_DATA = BODY_SIZE - MESSAGE_HEADER
+
+
+class RelayCommand(IntEnum):
+    """Relay message commands; direction rules are enforced by the receiver."""
+
+    EXTEND = 1          # originator -> last hop
+    EXTENDED = 2        # last hop -> originator
+    EXTEND_FAILED = 3   # last hop -> originator
+    DATA = 4            # both ways: to an exit destination / from one
+    DATA_REFUSED = 5    # exit -> originator: the exit policy refused a destination
+    PING = 6            # originator -> last hop (keep-alive)
+    PONG = 7            # last hop -> originator
+
+
+FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING})
+BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED, RelayCommand.DATA,
+                               RelayCommand.DATA_REFUSED, RelayCommand.PONG})
+
+
+def encode_message(command: RelayCommand, data: bytes) -> bytes:
+    """Pack a relay message into a full body (zero padded)."""
+    if len(data) > MAX_MESSAGE_DATA:
+        raise ValueError(f"relay message data of {len(data)} bytes exceeds {MAX_MESSAGE_DATA}")
+    head = bytes((command,)) + len(data).to_bytes(2, "big")
+    return head + data + bytes(BODY_SIZE - MESSAGE_HEADER - len(data))
+
+
+def decode_message(body: bytes) -> tuple[int, bytes]:
+    """Unpack ``(command, data)``; the command may be unknown (the caller drops it)."""
+    if len(body) < MESSAGE_HEADER:
+        raise DecodeError("truncated relay message")
+    length = int.from_bytes(body[1:3], "big")
+    if length > len(body) - MESSAGE_HEADER:
+        raise DecodeError("relay message length exceeds the body")
+    return body[0], bytes(body[MESSAGE_HEADER:MESSAGE_HEADER + length])
+
+
+def encode_address(host: str, port: int) -> bytes:
+    """Encode a destination; ``host`` is an IP literal or an ASCII hostname."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.encode("ascii")
+        if not 0 < len(name) <= 253:
+            raise ValueError(f"bad hostname length {len(name)}") from None
+        return b"\x03" + bytes((len(name),)) + name + port.to_bytes(2, "big")
+    kind = b"\x04" if ip.version == 4 else b"\x06"
+    return kind + ip.packed + port.to_bytes(2, "big")
+
+
+def decode_address(data: bytes, offset: int = 0) -> tuple[tuple[str, int], int]:
+    """Decode an address at ``offset``; returns ``((host, port), next offset)``."""
+    if len(data) <= offset:
+        raise DecodeError("missing address")
+    kind = data[offset]
+    if kind == 4:
+        end = offset + 1 + 4
+        host = str(ipaddress.IPv4Address(data[offset + 1:end])) if len(data) >= end else ""
+    elif kind == 6:
+        end = offset + 1 + 16
+        host = str(ipaddress.IPv6Address(data[offset + 1:end])) if len(data) >= end else ""
+    elif kind == 3:
+        if len(data) <= offset + 1:
+            raise DecodeError("truncated hostname")
+        end = offset + 2 + data[offset + 1]
+        try:
+            host = data[offset + 2:end].decode("ascii") if len(data) >= end else ""
+        except UnicodeDecodeError:
+            raise DecodeError("hostname is not ASCII") from None
+    else:
+        raise DecodeError(f"unknown address kind {kind}")
+    if len(data) < end + 2 or not host:
+        raise DecodeError("truncated address")
+    port = int.from_bytes(data[end:end + 2], "big")
+    if port == 0:
+        raise DecodeError("port 0")
+    return (host, port), end + 2
+
+
+def encode_data(address: tuple[str, int], payload: bytes) -> bytes:
+    """DATA: destination (forward) or source (backward) followed by the payload."""
+    return encode_address(*address) + payload
+
+
+def decode_data(data: bytes) -> tuple[tuple[str, int], bytes]:
+    """Inverse of :func:`encode_data`."""
+    address, offset = decode_address(data)
+    return address, data[offset:]
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """Ask the last hop to extend the circuit to ``address`` (an IPv8 peer it knows)."""
+
+    address: tuple[str, int]
+    node_id: bytes
+    onion_key: bytes
+    client_key: bytes
+
+    def encode(self) -> bytes:
+        return encode_address(*self.address) + self.node_id + self.onion_key + self.client_key
+
+    @classmethod
+    def decode(cls, data: bytes) -> Extend:
+        address, offset = decode_address(data)
+        end = offset + ID_SIZE + 2 * KEY_SIZE
+        if len(data) != end:
+            raise DecodeError("EXTEND has the wrong length")
+        a, b = offset + ID_SIZE, offset + ID_SIZE + KEY_SIZE
+        return cls(address, data[offset:a], data[a:b], data[b:end])
+
+
+__all__ = ["BODY_SIZE", "MAX_MESSAGE_DATA", "RelayCommand", "Extend", "TOKEN_SIZE"]
