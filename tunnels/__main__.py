@@ -1,0 +1,6 @@
+"""``python -m tunnels``: see :mod:`tunnels.cli`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

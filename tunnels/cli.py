@@ -1,0 +1,110 @@
+# -*- test-case-name: test.test_cli -*-
+"""Command line: ``python -m tunnels demo`` runs a local network and shows circuits at work."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from .runtime import install_reactor
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(text, flush=True)
+
+
+async def run_demo(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a network, build 1-3 hop circuits, echo data through each; returns the summary."""
+    from .runtime import as_future
+    from .settings import TunnelSettings
+    from .testnet import LocalNetwork
+
+    summary: dict[str, Any] = {"relays": args.relays, "exits": args.exits, "circuits": [], "ok": False}
+    net = LocalNetwork(reactor, relays=args.relays, exits=args.exits, settings=TunnelSettings(min_circuits=1))
+    _say(args, f"Starting {args.relays} relays, {args.exits} exits, 1 client and a UDP echo server on 127.0.0.1 ...")
+    started = time.monotonic()
+    try:
+        await net.start()
+        _say(args, f"  all {len(net.nodes)} nodes know each other after {time.monotonic() - started:.1f}s")
+        client = net.client
+        replies: list[tuple[Any, bytes]] = []
+        client.add_data_handler(lambda circuit, source, payload: replies.append((circuit, payload)))
+        for hops in (1, 2, 3):
+            begun = time.monotonic()
+            circuit = await as_future(client.create_circuit(hops))
+            built_ms = (time.monotonic() - begun) * 1000
+            path = " -> ".join(f"{hop.address[0]}:{hop.address[1]}" for hop in circuit.hops)
+            _say(args, f"  {hops}-hop circuit {circuit.circuit_id:08x} ready in {built_ms:.1f} ms: you -> {path}")
+            message = f"hello through {hops} hop(s)".encode()
+            sent = time.monotonic()
+            client.tunnel_data(circuit, net.echo_address, "data", message)
+            while not any(c is circuit for c, _ in replies) and time.monotonic() - sent < 5:
+                await asyncio.sleep(0.005)
+            echoed = [p for c, p in replies if c is circuit]
+            rtt_ms = (time.monotonic() - sent) * 1000
+            ok = echoed == [message]
+            _say(args, f"    sent {message!r} to the echo server, " +
+                 (f"reply came back intact in {rtt_ms:.1f} ms" if ok else f"FAILED (got {echoed!r})"))
+            summary["circuits"].append({"hops": hops, "build_ms": round(built_ms, 2), "rtt_ms": round(rtt_ms, 2),
+                                        "echo_ok": ok})
+        client.build_tunnels(1)
+        deadline = time.monotonic() + 10
+        while client.tunnels_ready(1) < 1.0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        summary["tunnels_ready_1_hop"] = client.tunnels_ready(1)
+        summary["joined_circuits"] = sum(len(node.community.joined_circuits) for node in net.nodes)
+        summary["drops"] = sum(sum(node.community.stats.drops.values()) for node in net.nodes)
+        summary["ok"] = all(c["echo_ok"] for c in summary["circuits"]) and summary["tunnels_ready_1_hop"] >= 1.0
+    finally:
+        await net.stop()
+    return summary
+
+
+def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print()
+    print("Summary")
+    print(f"  {'hops':>4}  {'build (ms)':>10}  {'round trip (ms)':>15}  echo")
+    for c in summary["circuits"]:
+        print(f"  {c['hops']:>4}  {c['build_ms']:>10.1f}  {c['rtt_ms']:>15.1f}  {'ok' if c['echo_ok'] else 'FAILED'}")
+    print(f"  pool of 1-hop circuits ready: {summary.get('tunnels_ready_1_hop', 0):.0%}; "
+          f"circuits relayed by the network: {summary.get('joined_circuits', 0)}; "
+          f"dropped datagrams: {summary.get('drops', 0)}")
+    print("RESULT: " + ("success" if summary["ok"] else "FAILURE"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tunnels`` / ``txtunnels``."""
+    parser = argparse.ArgumentParser(prog="python -m tunnels", description="txtunnels command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a local network on 127.0.0.1 and send data through circuits")
+    demo.add_argument("--relays", type=int, default=6, help="plain relays (default 6)")
+    demo.add_argument("--exits", type=int, default=2, help="exit nodes (default 2)")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    args = parser.parse_args(argv)
+    if args.relays < 2 or args.exits < 1:
+        parser.error("need at least 2 relays and 1 exit for 3-hop circuits")
+    reactor = install_reactor()
+    result: dict[str, Any] = {}
+
+    async def go() -> None:
+        try:
+            result.update(await run_demo(reactor, args))
+        except Exception as exc:  # the demo reports any failure and exits non-zero
+            result.update({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            reactor.stop()
+
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(go()))
+    reactor.run()
+    if "error" in result:
+        print(f"FAILURE: {result['error']}", file=sys.stderr)
+        return 1
+    _print_summary(args, result)
+    return 0 if result.get("ok") else 1

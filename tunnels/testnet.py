@@ -1,0 +1,108 @@
+# -*- test-case-name: test.test_community -*-
+"""A local tunnel network on 127.0.0.1: relays, exits, a client and a UDP echo server.
+
+Used by the demo (``python -m tunnels demo``), the tests and the examples; shipped
+so applications can test against a real network of their own.  Nothing here
+contacts any address but 127.0.0.1.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet.protocol import DatagramProtocol
+
+from .community import TunnelCommunity
+from .node import TunnelNode, start_node
+from .runtime import as_future
+from .settings import TunnelSettings
+
+Address = tuple[str, int]
+HOST = "127.0.0.1"
+
+
+class EchoServer(DatagramProtocol):
+    """Sends every datagram back to where it came from, and remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[Address, bytes]] = []
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 (Twisted API)
+        self.received.append(((addr[0], addr[1]), datagram))
+        self.transport.write(datagram, addr)
+
+
+class LocalNetwork:
+    """``relays`` plain relays, ``exits`` exit nodes and ``clients`` client nodes on 127.0.0.1."""
+
+    def __init__(self, reactor: Any, relays: int = 4, exits: int = 2, clients: int = 1,
+                 settings: TunnelSettings | None = None, client_settings: TunnelSettings | None = None,
+                 community_class: type[TunnelCommunity] = TunnelCommunity, **extra: Any) -> None:
+        self.reactor = reactor
+        self.counts = (relays, exits, clients)
+        self.settings = settings or TunnelSettings()
+        self.client_settings = client_settings or self.settings
+        self.community_class = community_class
+        self.extra = extra
+        self.relays: list[TunnelNode] = []
+        self.exits: list[TunnelNode] = []
+        self.clients: list[TunnelNode] = []
+        self.echo = EchoServer()
+        self._echo_port: Any = None
+
+    @property
+    def nodes(self) -> list[TunnelNode]:
+        """Every node: relays, then exits, then clients."""
+        return self.relays + self.exits + self.clients
+
+    @property
+    def client(self) -> TunnelCommunity:
+        """The first client's community."""
+        return self.clients[0].community
+
+    @property
+    def echo_address(self) -> Address:
+        """Where the UDP echo server listens."""
+        return (HOST, self._echo_port.getHost().port)
+
+    async def _node(self, settings: TunnelSettings) -> TunnelNode:
+        bootstrap = [node.address for node in self.nodes]
+        return await as_future(start_node(self.reactor, HOST, 0, bootstrap=bootstrap, settings=settings,
+                                          testnet=True, community_class=self.community_class, **self.extra))
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start the echo server and every node, and wait until each knows all the others."""
+        self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST)
+        relays, exits, clients = self.counts
+        for _ in range(relays):
+            self.relays.append(await self._node(self.settings))
+        for _ in range(exits):
+            self.exits.append(await self._node(replace(self.settings, become_exitnode=True)))
+        for _ in range(clients):
+            self.clients.append(await self._node(self.client_settings))
+        await self.wait_connected(timeout)
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until every node has every other node as a usable hop candidate."""
+        deadline = time.monotonic() + timeout
+        want = len(self.nodes) - 1
+        while any(len(node.community.candidates()) < want for node in self.nodes):
+            if time.monotonic() > deadline:
+                known = [len(node.community.candidates()) for node in self.nodes]
+                raise TimeoutError(f"peer discovery incomplete after {timeout}s: {known} of {want}")
+            for node in self.nodes:
+                if len(node.community.candidates()) < want:
+                    for other in self.nodes:
+                        if other is not node:
+                            node.community.walk_to(other.address)
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        """Stop every node (destroying circuits) and the echo server."""
+        for node in reversed(self.nodes):
+            await as_future(node.stop())
+        if self._echo_port is not None:
+            await as_future(self._echo_port.stopListening())
+            self._echo_port = None
