@@ -59,6 +59,8 @@ class DHTConfig:
     """A node quiet this long is questionable; a bucket unchanged this long is refreshed."""
     max_failures: int = 2
     maintenance_interval: float = 60.0
+    max_refresh: int = 8
+    """Bucket-refresh lookups started at once (at bootstrap and per maintenance round)."""
     token_rotate_interval: float = 300.0
     peer_ttl: float = 1800.0
     max_keys: int = 1000

@@ -343,9 +343,25 @@ class DHTNode:
             seeds += self.routing.closest(self.node_id, self.config.k * 2)
             if not seeds:
                 return succeed(0)
-            return self.lookup(self.node_id, seeds=seeds).addCallback(lambda _: len(self.routing))
+            d = self.lookup(self.node_id, seeds=seeds)
+            d.addCallback(lambda _: self.refresh_buckets())
+            return d.addCallback(lambda _: len(self.routing))
 
         return DeferredList([ping_one(b) for b in self.config.bootstrap]).addCallback(look)
+
+    def refresh_buckets(self, only_stale: bool = False) -> Deferred[None]:
+        """Look up a random id in each bucket up to the deepest non-empty one (at most
+        ``max_refresh`` at once), so every part of the id space is known; with
+        ``only_stale``, only buckets that did not change for ``stale_after`` seconds."""
+        now = self._reactor.seconds()
+        indexes = self.routing.stale_buckets(
+            now if only_stale else now + self.config.stale_after)
+        ds = []
+        for index in indexes[:self.config.max_refresh]:
+            self.routing.touch_bucket(index, now)
+            target = self.routing.random_id_in_bucket(index, self._rng)
+            ds.append(self.lookup(target))
+        return DeferredList(ds, consumeErrors=True).addCallback(lambda _: None)
 
     def maintain(self) -> None:
         """One maintenance round: expire peers, ping questionable nodes, refresh stale
@@ -359,7 +375,4 @@ class DHTNode:
             return
         for node in self.routing.questionable(now)[:8]:
             self.ping(node.addr, node.node_id).addErrback(lambda _: None)
-        for index in self.routing.stale_buckets(now)[:2]:
-            self.routing.touch_bucket(index, now)
-            target = self.routing.random_id_in_bucket(index, self._rng)
-            self.lookup(target).addErrback(lambda _: None)
+        self.refresh_buckets(only_stale=True)

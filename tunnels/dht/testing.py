@@ -32,7 +32,8 @@ def start_local_network(reactor: Any, count: int, config: DHTConfig = LOCAL_CONF
     """Start ``count`` nodes on 127.0.0.1 and let them learn each other.
 
     Node 0 starts alone; the others bootstrap from node 0 and the previous node, a few at a
-    time; finally every node looks up its own id once more, so early nodes learn late ones.
+    time; finally every node looks up its own id and refreshes its buckets once more, so early
+    nodes learn late ones.
     Fires with the list of nodes.
     """
     base = dataclasses.replace(config, **overrides) if overrides else config
@@ -48,6 +49,7 @@ def start_local_network(reactor: Any, count: int, config: DHTConfig = LOCAL_CONF
         yield DeferredList([n.start(0, "127.0.0.1") for n in new])
         nodes.extend(new)
     yield DeferredList([n.find_node(n.node_id) for n in nodes], consumeErrors=True)
+    yield DeferredList([n.refresh_buckets() for n in nodes], consumeErrors=True)
     return nodes
 
 
