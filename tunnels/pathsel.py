@@ -64,16 +64,16 @@ def select_path(candidates: list[Candidate], hops: int, need_exit: bool, rng: ra
     last = _pick(exits if need_exit else relays, [], rng)
     if last is None:
         return None
-    path = [last]
-    for position in range(hops - 1):
-        is_first = position == hops - 2
-        pool_here = relays
-        if is_first and hops > 1:
-            non_exits = [c for c in relays if PeerFlag.EXIT not in c.flags]
-            pool_here = non_exits if _pick(non_exits, path, rng) is not None else relays
-        hop = _pick(pool_here, path, rng)
+    if hops == 1:
+        return [last]
+    non_exits = [c for c in relays if PeerFlag.EXIT not in c.flags]
+    first = _pick(non_exits, [last], rng) or _pick(relays, [last], rng)
+    if first is None:
+        return None
+    middle: list[Candidate] = []
+    for _ in range(hops - 2):
+        hop = _pick(relays, [first, last, *middle], rng)
         if hop is None:
             return None
-        path.append(hop)
-    path.reverse()
-    return path
+        middle.append(hop)
+    return [first, *middle, last]

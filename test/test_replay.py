@@ -1,0 +1,35 @@
+"""The sliding replay window."""
+from twisted.trial.unittest import SynchronousTestCase
+
+from tunnels.crypto.replay import WINDOW, ReplayWindow
+
+
+class WindowTests(SynchronousTestCase):
+    def test_edges(self) -> None:
+        """Inside once accepted, twice refused; left of the window refused; far right slides."""
+        w = ReplayWindow()
+        self.assertTrue(w.check(1000))
+        w.mark(1000)
+        self.assertFalse(w.check(1000))
+        self.assertTrue(w.check(999))
+        w.mark(999)
+        self.assertFalse(w.check(999))
+        self.assertTrue(w.check(1000 - WINDOW + 1))
+        self.assertFalse(w.check(1000 - WINDOW))
+        w.mark(1000 + 5 * WINDOW)
+        self.assertFalse(w.check(1000))
+        self.assertTrue(w.check(1000 + 5 * WINDOW - 1))
+
+    def test_check_has_no_side_effect(self) -> None:
+        """Checking (as done before authentication) never moves the window."""
+        w = ReplayWindow()
+        w.mark(10)
+        for seq in (5, 11, 10 ** 9):
+            w.check(seq)
+        self.assertEqual(w.top, 10)
+        self.assertTrue(w.check(11))
+
+    def test_first_sequence_number_starts_the_window(self) -> None:
+        """A random starting counter (up to 2**62) is accepted."""
+        w = ReplayWindow()
+        self.assertTrue(w.check(2 ** 61 + 17))
