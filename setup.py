@@ -18,6 +18,6 @@ setup(
         "cryptography>=42",
         "fastbencode>=0.3",
     ],
-    extras_require={"test": ["hypothesis>=6.100"], "bench": ["pyipv8>=3.2,<4"]},
+    extras_require={"test": ["hypothesis>=6.100", "libtorrent==2.1.1"], "bench": ["pyipv8>=3.2,<4"]},
     entry_points={"console_scripts": ["txtunnels = tunnels.cli:main"]},
 )
