@@ -322,8 +322,8 @@ class TunnelCommunity(Community):
         flags = PeerFlag(0)
         if self.settings.max_joined_circuits > 0:
             flags |= PeerFlag.RELAY
-        if self.settings.become_exitnode:
-            flags |= PeerFlag.EXIT
+            if self.settings.become_exitnode:
+                flags |= PeerFlag.EXIT
         return flags
 
     def create_introduction_request(self, socket_address: Any, extra_bytes: bytes = b"",

@@ -61,7 +61,7 @@ class RelayRole:
         self.open_exit = open_exit
         self.joined: set[JoinedCircuit] = set()
         self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
-        self.shares = ShareLimiter(settings.max_joined_circuits, settings.max_joined_share)
+        self.shares = ShareLimiter(max(1, settings.max_joined_circuits), settings.max_joined_share)
 
     # --- CREATE -------------------------------------------------------------------------
 
@@ -76,7 +76,9 @@ class RelayRole:
             self.stats.drop("malformed_create")
             return
         refusal = None
-        if not self.create_buckets.take(source[0], self.clock.seconds()):
+        if self.settings.max_joined_circuits == 0:
+            refusal = "not_a_relay"
+        elif not self.create_buckets.take(source[0], self.clock.seconds()):
             refusal = "create_rate"
         elif self.table.full():
             refusal = "table_full"

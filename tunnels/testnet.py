@@ -79,24 +79,31 @@ class LocalNetwork:
         """Start the echo server and every node, and wait until each knows all the others."""
         self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST)
         relays, exits, clients = self.counts
-        for _ in range(relays):
-            self.relays.append(await self._node(self.settings))
-        for _ in range(exits):
-            self.exits.append(await self._node(replace(self.settings, become_exitnode=True)))
-        for _ in range(clients):
-            self.clients.append(await self._node(self.client_settings))
-        await self.wait_connected(timeout)
+        try:
+            for _ in range(relays):
+                self.relays.append(await self._node(self.settings))
+            for _ in range(exits):
+                self.exits.append(await self._node(replace(self.settings, become_exitnode=True)))
+            for _ in range(clients):
+                self.clients.append(await self._node(self.client_settings))
+            await self.wait_connected(timeout)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def wait_connected(self, timeout: float) -> None:
-        """Wait until every node has every other node as a usable hop candidate."""
+        """Wait until every node knows every other node and what it offers."""
         deadline = time.monotonic() + timeout
         want = len(self.nodes) - 1
-        while any(len(node.community.candidates()) < want for node in self.nodes):
+
+        def known(community: TunnelCommunity) -> int:
+            return sum(1 for peer in community.get_peers() if peer.mid in community.peer_flags)
+        while any(known(node.community) < want for node in self.nodes):
             if time.monotonic() > deadline:
-                known = [len(node.community.candidates()) for node in self.nodes]
-                raise TimeoutError(f"peer discovery incomplete after {timeout}s: {known} of {want}")
+                counts = [known(node.community) for node in self.nodes]
+                raise TimeoutError(f"peer discovery incomplete after {timeout}s: {counts} of {want}")
             for node in self.nodes:
-                if len(node.community.candidates()) < want:
+                if known(node.community) < want:
                     for other in self.nodes:
                         if other is not node:
                             node.community.walk_to(other.address)
