@@ -155,6 +155,11 @@ class Cluster:
         self.nodes.append(node)
         return node
 
+    def remove(self, node):
+        if node in self.nodes:
+            self.nodes.remove(node)
+        node.kill()
+
     def close(self):
         while self.nodes:
             self.nodes.pop().kill()

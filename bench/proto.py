@@ -8,8 +8,10 @@ import struct
 import time
 
 MAGIC = b"\x01\x00"
-HDR = struct.Struct("!2sxxQQ")  # magic, seq (data) / highest seq (ack), timestamp / count
+HDR = struct.Struct("!2sBxQQ")  # magic, kind, seq (data) / highest seq (ack), 0 / count
 ACK = HDR
+DATA_KIND = 0
+ACK_KIND = 1
 
 
 def make_packet_factory(size):
@@ -17,7 +19,7 @@ def make_packet_factory(size):
     pack = HDR.pack
 
     def make(seq):
-        return pack(MAGIC, seq, 0) + pad
+        return pack(MAGIC, DATA_KIND, seq, 0) + pad
     return make
 
 
@@ -65,7 +67,9 @@ class WindowedSender:
     def on_ack(self, data):
         if len(data) < ACK.size or data[:2] != MAGIC:
             return
-        _, hi, _ = ACK.unpack_from(data)
+        _, kind, hi, _ = ACK.unpack_from(data)
+        if kind != ACK_KIND:
+            return
         self.acks += 1
         if hi + 1 > self.acked:
             self.acked = hi + 1

@@ -15,7 +15,7 @@ from twisted.internet import reactor, task  # noqa: E402
 from twisted.internet.protocol import DatagramProtocol  # noqa: E402
 
 from bench import ctl  # noqa: E402
-from bench.proto import ACK, HDR, MAGIC  # noqa: E402
+from bench.proto import ACK, ACK_KIND, DATA_KIND, HDR, MAGIC  # noqa: E402
 
 ACK_EVERY = 16
 
@@ -34,11 +34,11 @@ class Sink(DatagramProtocol):
         return True
 
     def datagramReceived(self, data, addr):
-        if len(data) < HDR.size or data[:2] != MAGIC:
+        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
             return
         self.packets += 1
         self.bytes += len(data)
-        seq = HDR.unpack_from(data)[1]
+        seq = HDR.unpack_from(data)[2]
         if seq > self.hi:
             self.hi = seq
         self.peer = addr
@@ -49,7 +49,7 @@ class Sink(DatagramProtocol):
     def ack(self):
         self.unacked = 0
         try:
-            self.transport.write(ACK.pack(MAGIC, self.hi, self.packets), self.peer)
+            self.transport.write(ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets), self.peer)
         except OSError:
             pass
 

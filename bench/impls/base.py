@@ -76,7 +76,15 @@ class Adapter:
 
     # -- hidden services ---------------------------------------------------------------------
     def hs_setup_times(self, hops, count):
+        """Seeker side: ``count`` samples (seconds) of the time from "data circuit ready and the
+        service's introduction point announced" to the seeker's end-to-end callback, with
+        ``hops`` hops on each side."""
         raise Unsupported
 
-    def hs_bulk(self, hops, size, window, duration):
+    def hs_bulk(self, hops, size, window, warmup, measure):
+        """Windowed bulk from seeker to the hidden service (the service acks as the sink does);
+        return {"mbps": payload MB/s delivered at the service, "pps": packets/s}."""
         raise Unsupported
+
+    def hs_close(self):
+        """Stop whatever the hidden-service scenarios started."""

@@ -29,7 +29,10 @@ class FloorAdapter(Adapter):
         chain = self.relays[:hops - 1] + [self.exit]
         for i, node in enumerate(chain):
             nxt = chain[i + 1].addr if i + 1 < len(chain) else self.sink_addr
-            node.call("configure", next=list(nxt), index=i)
+            prev = chain[i - 1].addr if i else self.client.addr
+            node.call("configure", prev=list(prev), next=list(nxt), index=i)
+        for node in self.relays[hops - 1:]:  # idle relays: forward nothing
+            node.call("configure", prev=["0.0.0.0", 0], next=["0.0.0.0", 0], index=0)
         self.client.call("configure", hops=hops, first=list(chain[0].addr))
         return hops, chain
 

@@ -42,11 +42,9 @@ class Forwarder(DatagramProtocol):
         self.counter = 0
 
     def datagramReceived(self, data, addr):
-        self.cells += 1
         write = self.transport.write
         if addr == self.next:  # backward
-            if self.prev is None:
-                return
+            self.cells += 1
             if self.crypto:
                 if self.is_exit:
                     self.counter += 1
@@ -56,8 +54,8 @@ class Forwarder(DatagramProtocol):
                     nonce = data[:12]
                     data = nonce + self.b.encrypt(nonce, data[12:], None)
             write(data, self.prev)
-        else:  # forward
-            self.prev = addr
+        elif addr == self.prev:  # forward
+            self.cells += 1
             if self.crypto:
                 nonce = data[:12]
                 try:
@@ -65,12 +63,11 @@ class Forwarder(DatagramProtocol):
                 except Exception:
                     return
                 data = pt if self.is_exit else nonce + pt
-            if self.next is not None:
-                write(data, self.next)
+            write(data, self.next)
 
-    def configure(self, next, index):
+    def configure(self, prev, next, index):
         self.next = tuple(next)
-        self.prev = None
+        self.prev = tuple(prev)
         self.f, self.b = keys(self.seed, index)
         return True
 
@@ -107,6 +104,8 @@ class Client(DatagramProtocol):
             pass
 
     def datagramReceived(self, data, addr):
+        if addr != self.first:
+            return
         self.cells += 1
         if self.crypto:
             nonce = data[:12]

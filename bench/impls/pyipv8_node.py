@@ -12,16 +12,21 @@ No bootstrap servers, no walker, no LAN discovery: the harness tells every node 
 """
 import argparse
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import sys
 import time
 
+from ipv8.dht.provider import DHTIntroPointPayload
 from ipv8.keyvault.crypto import default_eccrypto
+from ipv8.messaging.anonymization.hidden_services import HiddenTunnelCommunity, HiddenTunnelSettings
+from ipv8.messaging.serialization import default_serializer
 from ipv8.messaging.anonymization import exit_socket as exit_mod
 from ipv8.messaging.anonymization.community import TunnelCommunity, TunnelSettings
 from ipv8.messaging.anonymization.tunnel import (
-    PEER_FLAG_EXIT_BT, PEER_FLAG_RELAY, PEER_FLAG_SPEED_TEST, CIRCUIT_STATE_READY,
+    PEER_FLAG_EXIT_BT, PEER_FLAG_RELAY, PEER_FLAG_SPEED_TEST, PEER_SOURCE_DHT, IntroductionPoint,
 )
 from ipv8.messaging.interfaces.dispatcher.endpoint import DispatcherEndpoint
 from ipv8.messaging.interfaces.udp.endpoint import UDPEndpoint, UDPv4Address
@@ -29,7 +34,7 @@ from ipv8.peer import Peer
 from ipv8.peerdiscovery.network import Network
 
 from bench import ctl
-from bench.proto import WindowedSender
+from bench.proto import ACK, ACK_KIND, DATA_KIND, HDR, MAGIC, WindowedSender
 
 COUNTERS = {"cells": 0}
 
@@ -81,8 +86,116 @@ class BenchTunnelCommunity(TunnelCommunity):
             self.sender.on_ack(data)
 
 
+class StoreProvider:
+    """``dht_provider`` for HiddenTunnelCommunity backed by bench/impls/dhtstore.py (same value
+    encoding as pyipv8's DHTCommunityProvider)."""
+
+    def __init__(self, addr):
+        self.addr = tuple(addr)
+        self.transport = None
+        self.pending = {}
+        self.n = 0
+
+    async def _req(self, msg):
+        loop = asyncio.get_running_loop()
+        if self.transport is None:
+            provider = self
+
+            class Proto(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    reply = json.loads(data)
+                    fut = provider.pending.get(reply.get("id"))
+                    if fut is not None and not fut.done():
+                        fut.set_result(reply)
+            self.transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        self.n += 1
+        msg["id"] = self.n
+        fut = self.pending[self.n] = loop.create_future()
+        self.transport.sendto(json.dumps(msg).encode(), self.addr)
+        try:
+            return await asyncio.wait_for(fut, 2.0)
+        finally:
+            self.pending.pop(msg["id"], None)
+
+    async def peer_lookup(self, mid, peer=None):
+        return None
+
+    async def lookup(self, info_hash):
+        reply = await self._req({"op": "get", "key": info_hash.hex()})
+        results = []
+        for v in reply.get("values", []):
+            payload, _ = default_serializer.unpack_serializable(DHTIntroPointPayload, bytes.fromhex(v))
+            results.append(IntroductionPoint(Peer(b"LibNaCLPK:" + payload.intro_pk, payload.address),
+                                             b"LibNaCLPK:" + payload.seeder_pk, PEER_SOURCE_DHT,
+                                             payload.last_seen))
+        return info_hash, results
+
+    async def announce(self, info_hash, intro_point):
+        value = default_serializer.pack_serializable(DHTIntroPointPayload(
+            intro_point.peer.address, intro_point.last_seen,
+            intro_point.peer.public_key.key_to_bin()[10:], intro_point.seeder_pk[10:]))
+        await self._req({"op": "put", "key": info_hash.hex(), "value": value.hex()})
+
+
+class BenchHiddenCommunity(HiddenTunnelCommunity):
+    """Downloader: feeds acks to the sender.  Seeder: the acking sink is the hidden service."""
+    sender = None
+    sink = None
+
+    def on_raw_data(self, circuit, origin, data):
+        if self.sender is not None:
+            self.sender.on_ack(data)
+        elif self.sink is not None:
+            self.sink.received(circuit, data)
+
+
+class HSSink:
+    """The acking sink of bench/sink.py, but inside the seeder, answering over the e2e circuit."""
+
+    def __init__(self, community):
+        self.community = community
+        self.reset()
+        self.task = asyncio.ensure_future(self._tick())
+
+    def reset(self):
+        self.packets = self.bytes = self.unacked = 0
+        self.hi = -1
+        self.circuit = None
+        self.t0 = time.monotonic()
+        return True
+
+    def received(self, circuit, data):
+        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
+            return
+        self.packets += 1
+        self.bytes += len(data)
+        seq = HDR.unpack_from(data)[2]
+        if seq > self.hi:
+            self.hi = seq
+        self.circuit = circuit
+        self.unacked += 1
+        if self.unacked >= 16:
+            self.ack()
+
+    def ack(self):
+        self.unacked = 0
+        c = self.circuit
+        self.community.send_data(c.hop.address, c.circuit_id, ("0.0.0.0", 0), ("0.0.0.0", 0),
+                                 ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets))
+
+    async def _tick(self):
+        while True:
+            await asyncio.sleep(0.005)
+            if self.unacked and self.circuit is not None:
+                self.ack()
+
+    def stats(self):
+        return {"packets": self.packets, "bytes": self.bytes, "elapsed": time.monotonic() - self.t0}
+
+
 class NodeApp:
-    def __init__(self, role, rust, workers):
+    def __init__(self, role, rust, workers, store=None):
+        self.store = store
         self.role = role
         self.rust = rust
         self.workers = workers
@@ -102,7 +215,12 @@ class NodeApp:
         if self.rust:
             self.endpoint.set_exit_address(("127.0.0.1", 0))
         key = default_eccrypto.generate_key("curve25519")
-        settings = TunnelSettings(my_peer=Peer(key), endpoint=self.endpoint, network=Network())
+        settings_cls = HiddenTunnelSettings if self.store else TunnelSettings
+        settings = settings_cls(my_peer=Peer(key), endpoint=self.endpoint, network=Network())
+        if self.store:
+            # ipv8 stays None: pyipv8 would otherwise start a PexCommunity at introduction points,
+            # which walks to the public bootstrap servers.
+            settings.dht_provider = StoreProvider(self.store)
         settings.max_circuits = 0
         settings.min_circuits = 0
         settings.max_joined_circuits = 100000
@@ -114,7 +232,9 @@ class NodeApp:
             settings.peer_flags = {PEER_FLAG_RELAY, PEER_FLAG_SPEED_TEST}
         else:
             settings.peer_flags = set()
-        self.community = BenchTunnelCommunity(settings)
+        self.community = (BenchHiddenCommunity if self.store else BenchTunnelCommunity)(settings)
+        self.hs_sink = HSSink(self.community) if self.role == "seeder" else None
+        self.community.sink = self.hs_sink
         if self.rust:
             self.endpoint.set_exit_address(("127.0.0.1", 0))
         addr = self.endpoint.get_address()
@@ -185,10 +305,61 @@ class NodeApp:
         await self._drop(held)
         return True
 
+    # ---------------------------------------------------------------- hidden services
+    async def hs_seed(self, name, hops):
+        ih = hashlib.sha1(name.encode()).digest()
+        comm = self.community
+        comm.join_swarm(ih, hops, lambda addr: None, seeding=True)
+        await comm.create_introduction_point(ih)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            _, ips = await comm.dht_provider.lookup(ih)
+            if ips:
+                return len(ips)
+            await asyncio.sleep(0.05)
+        raise RuntimeError("introduction point for %s never announced" % name)
+
+    async def hs_connect(self, name, hops, count, keep=False):
+        """Seeker: time from 'a ready data circuit, intro point known in the DHT' to the e2e
+        callback (lookup through the exit, create-e2e via the introduction point, rendezvous)."""
+        ih = hashlib.sha1(name.encode()).digest()
+        comm = self.community
+        times = []
+        cid = None
+        for i in range(count):
+            fut = asyncio.get_running_loop().create_future()
+
+            def cb(addr, fut=fut):
+                if not fut.done():
+                    fut.set_result(addr)
+            comm.join_swarm(ih, hops, cb, seeding=False)
+            data_circuit = await self._one(hops)
+            t0 = time.perf_counter()
+            await comm.do_peer_discovery()
+            addr = await asyncio.wait_for(fut, 15.0)
+            times.append(time.perf_counter() - t0)
+            cid = comm.ip_to_circuit_id(addr[0])
+            if keep and i == count - 1:
+                self.held.append(data_circuit)
+                break
+            comm.leave_swarm(ih)
+            await self._drop([data_circuit])
+            await asyncio.sleep(0.05)
+        return {"times": times, "cid": cid}
+
+    def sink_reset(self):
+        return self.hs_sink.reset()
+
+    def sink_stats(self):
+        return ctl.base_stats(self.hs_sink.stats())
+
+    def hs_bulk_start(self, cid, size, window):
+        return self.bulk_start(cid, None, size, window)
+
     def bulk_start(self, cid, sink, size, window):
         circuit = self.community.circuits[cid]
         comm = self.community
-        dest = UDPv4Address(sink[0], sink[1])
+        dest = UDPv4Address(sink[0], sink[1]) if sink else ("0.0.0.0", 0)
         origin = ("0.0.0.0", 0)
         first = circuit.hop.address
 
@@ -239,18 +410,24 @@ class NodeApp:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("role", choices=["client", "relay", "exit"])
+    p.add_argument("role", choices=["client", "relay", "exit", "seeder"])
     p.add_argument("--rust", action="store_true")
+    p.add_argument("--store", help="host:port of bench/impls/dhtstore.py: run HiddenTunnelCommunity")
     p.add_argument("--workers", type=int, default=4)
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = NodeApp(a.role, a.rust, a.workers)
+    store = None
+    if a.store:
+        host, port = a.store.rsplit(":", 1)
+        store = (host, int(port))
+    app = NodeApp(a.role, a.rust, a.workers, store)
     addr = loop.run_until_complete(app.setup())
     handlers = {n: getattr(app, n) for n in (
         "introduce", "candidates", "build", "open_circuit", "close_circuit", "hold", "release",
-        "bulk_start", "bulk_stop", "stats", "socket_stats")}
+        "bulk_start", "bulk_stop", "stats", "socket_stats", "hs_seed", "hs_connect", "sink_reset",
+        "sink_stats", "hs_bulk_start")}
     c = ctl.Control(loop, handlers, loop.stop)
     c.start()
     c.ready(addr=addr, key=app.community.my_peer.public_key.key_to_bin().hex())
