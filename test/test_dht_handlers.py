@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastbencode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -45,10 +46,13 @@ class HandlerTests(SynchronousTestCase):
         return krpc.decode_message(self.handler.handle(query, src, now))
 
     def test_ping(self) -> None:
-        """ping is answered with our id, the same tid and our version."""
+        """ping is answered with our id, the same tid, our version, and (BEP 42) the
+        requester's compact address as ``ip``."""
         reply = self.answer(q(b"ping"))
         assert isinstance(reply, Response)
         self.assertEqual((reply.tid, reply.sender_id, reply.version), (b"tt", OWN, b"TX01"))
+        raw = fastbencode.bdecode(self.handler.handle(q(b"ping"), SRC, 1.0))
+        self.assertEqual(raw[b"ip"], krpc.encode_peer(*SRC))
 
     def test_find_node(self) -> None:
         """find_node returns the 8 closest nodes as 26-byte compact info."""

@@ -49,6 +49,8 @@ class DHTConfig:
     address_policy: AddressPolicy = "global"
     read_only: bool = False
     """BEP 43: set ``ro=1`` on queries and answer none (for nodes that cannot be reached)."""
+    enforce_node_id: bool = False
+    """BEP 42: admit to the routing table only nodes whose id matches their public IP."""
     k: int = 8
     alpha: int = 3
     query_timeout: float = 2.0

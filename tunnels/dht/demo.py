@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from twisted.python.failure import Failure
+
 from tunnels.runtime import install_reactor
 
 
@@ -67,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     from tunnels.runtime import as_deferred
     status: list[int] = []
 
+    def failed(f: Failure) -> int:
+        print(f"demo failed: {f.getErrorMessage()}", file=sys.stderr)
+        return 1
+
+    def finish(code: int) -> None:
+        status.append(code)
+        reactor.stop()
+
     def run() -> None:
-        d = as_deferred(_main(reactor, args))
-        d.addCallback(status.append)
-        d.addErrback(lambda f: (print(f"demo failed: {f.getErrorMessage()}", file=sys.stderr),
-                                status.append(1)))
-        d.addBoth(lambda _: reactor.stop())
+        as_deferred(_main(reactor, args)).addErrback(failed).addCallback(finish)
     reactor.callWhenRunning(run)
     reactor.run()
     return status[0] if status else 1

@@ -64,7 +64,8 @@ class QueryHandler:
             return self._error(query, e.code, e.text)
         values[b"id"] = self.own_id
         self.counters.answered += 1
-        return encode_response(query.tid, values, version=self.version)
+        return encode_response(query.tid, values, version=self.version,
+                               requester=encode_peer(addr[0], addr[1]))
 
     def _error(self, query: Query, code: int, text: str) -> bytes:
         self.counters.errors += 1
@@ -98,12 +99,11 @@ class QueryHandler:
     def _announce_peer(self, query: Query, addr: Address, now: float) -> dict[bytes, Any]:
         info_hash = self._id_arg(query, b"info_hash")
         implied = query.args.get(b"implied_port", 0)
-        if isinstance(implied, int) and implied != 0:
-            port = addr[1]
-        else:
+        port: object = addr[1]
+        if not (isinstance(implied, int) and implied != 0):
             port = query.args.get(b"port")
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-                raise _Refused(ErrorCode.PROTOCOL, "missing or invalid 'port'")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise _Refused(ErrorCode.PROTOCOL, "missing or invalid 'port'")
         if not self.tokens.check(query.args.get(b"token"), addr[0], now):
             self.counters.bad_token += 1
             raise _Refused(ErrorCode.PROTOCOL, "bad token")

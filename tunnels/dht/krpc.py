@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
-import fastbencode
+from fastbencode import bdecode, bencode  # type: ignore[attr-defined]
 
 from tunnels.errors import DecodeError
 
@@ -122,7 +122,7 @@ def decode_message(data: bytes) -> Message:
     if not data or data[:1] != b"d":
         raise KRPCDecodeError("not_dict")
     try:
-        msg = fastbencode.bdecode(data)
+        msg = bdecode(data)
     except Exception:  # fastbencode raises ValueError/TypeError/RecursionError on bad input
         raise KRPCDecodeError("bad_bencode") from None
     if not isinstance(msg, dict):
@@ -173,21 +173,26 @@ def encode_query(tid: bytes, method: bytes, args: dict[bytes, Any], *,
     msg[b"a"] = args
     if read_only:
         msg[b"ro"] = 1
-    return bytes(fastbencode.bencode(msg))
+    return bytes(bencode(msg))
 
 
-def encode_response(tid: bytes, values: dict[bytes, Any], *, version: bytes | None = None) -> bytes:
-    """Encode a response; ``values`` must already hold ``id``."""
+def encode_response(tid: bytes, values: dict[bytes, Any], *, version: bytes | None = None,
+                    requester: bytes | None = None) -> bytes:
+    """Encode a response; ``values`` must already hold ``id``.  ``requester`` is the
+    compact address of the querying node, sent as the top-level ``ip`` key of BEP 42 so
+    it can learn its external address."""
     msg = _envelope(tid, b"r", version)
     msg[b"r"] = values
-    return bytes(fastbencode.bencode(msg))
+    if requester is not None:
+        msg[b"ip"] = requester
+    return bytes(bencode(msg))
 
 
 def encode_error(tid: bytes, code: int, message: str, *, version: bytes | None = None) -> bytes:
     """Encode an error reply ``[code, message]``."""
     msg = _envelope(tid, b"e", version)
     msg[b"e"] = [int(code), message.encode("utf-8")]
-    return bytes(fastbencode.bencode(msg))
+    return bytes(bencode(msg))
 
 
 def encode_peer(host: str, port: int) -> bytes:

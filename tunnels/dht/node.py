@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tunnels.dht.bep42 import id_matches_ip
 from tunnels.dht.client import KRPCClient, QueryTimeout
 from tunnels.dht.config import DHTConfig, address_filter
 from tunnels.dht.handlers import QueryHandler
@@ -103,7 +104,7 @@ class DHTNode:
         self._port: IListeningPort | None = None
         self._maintenance: LoopingCall | None = None
         self._verifying: set[Address] = set()
-        self._bootstrapping: Deferred[int] | None = None
+        self._bootstrap_waiters: list[Deferred[int]] = []
 
     # -- lifecycle -----------------------------------------------------------
     @property
@@ -117,7 +118,7 @@ class DHTNode:
         if self._port is None:
             raise DHTError("DHT node is not listening")
         a = self._port.getHost()
-        return (a.host, a.port)
+        return (a.host, a.port)  # type: ignore[attr-defined]
 
     @property
     def node_info(self) -> NodeInfo:
@@ -162,7 +163,7 @@ class DHTNode:
     def _write(self, data: bytes, addr: Address) -> None:
         if self._port is None:
             raise DHTError("DHT node is not listening")
-        self._port.write(data, addr)  # type: ignore[attr-defined]
+        self._port.write(data, addr)  # type: ignore[attr-defined]  # an IUDPTransport
 
     def _reply(self, data: bytes, addr: Address) -> None:
         try:
@@ -201,9 +202,19 @@ class DHTNode:
             self.stats.drop("rate_limited")
             return
         self._reply(self.handler.handle(msg, addr, now), addr)
-        if not msg.read_only and self.accept_address(addr[0]) \
+        if not msg.read_only and self.admit(msg.sender_id, addr[0]) \
                 and self.routing.note_query(msg.sender_id, addr, now):
             self._verify(addr)
+
+    def admit(self, node_id: bytes, host: str) -> bool:
+        """May a node with ``node_id`` at ``host`` enter the routing table?  The address
+        policy must accept ``host``, and with ``enforce_node_id`` the id must follow BEP 42."""
+        if not self.accept_address(host):
+            return False
+        if self.config.enforce_node_id and not id_matches_ip(node_id, host):
+            self.stats.drop("bep42_id")
+            return False
+        return True
 
     def _verify(self, addr: Address) -> None:
         """Ping an unknown node that queried us; its answer puts it in the table."""
@@ -223,7 +234,7 @@ class DHTNode:
         d = self.client.query(addr, method, full)
 
         def answered(resp: Response) -> Response:
-            if self.accept_address(addr[0]):
+            if self.admit(resp.sender_id, addr[0]):
                 pings = self.routing.note_response(NodeInfo(resp.sender_id, addr[0], addr[1]),
                                                    self._reactor.seconds())
                 for node in pings[:2]:
@@ -231,7 +242,7 @@ class DHTNode:
             return resp
 
         def failed(f: Failure) -> Failure:
-            if node_id is not None and f.check(QueryTimeout):
+            if node_id is not None and f.check(QueryTimeout):  # type: ignore[no-untyped-call]
                 self.routing.note_failure(node_id, addr)
             return f
 
@@ -313,17 +324,25 @@ class DHTNode:
 
     # -- bootstrap and maintenance ---------------------------------------------
     def bootstrap(self) -> Deferred[int]:
-        """Ping the bootstrap nodes, then look up our own id; fires with the table size."""
-        if self._bootstrapping is not None:
-            d: Deferred[int] = Deferred()
-            self._bootstrapping.addBoth(lambda r: (d.callback(len(self.routing)), r)[1])
-            return d
-        self._bootstrapping = self._do_bootstrap()
+        """Ping the bootstrap nodes, look up our own id, refresh the buckets; fires with the
+        table size.  Concurrent calls share one bootstrap."""
+        d: Deferred[int] = Deferred()
+        self._bootstrap_waiters.append(d)
+        if len(self._bootstrap_waiters) == 1:
+            self._do_bootstrap().addBoth(self._bootstrap_done)
+        return d
 
-        def done(r: Any) -> int:
-            self._bootstrapping = None
-            return len(self.routing)
-        return self._bootstrapping.addBoth(done)
+    def _bootstrap_done(self, result: object) -> None:
+        waiters, self._bootstrap_waiters = self._bootstrap_waiters, []
+        size = len(self.routing)
+        if isinstance(result, Failure):
+            self.log.failure("DHT bootstrap failed", result)
+        elif size == 0:
+            self.log.warn("DHT bootstrap: no node answered; retrying at maintenance")
+        else:
+            self.log.info("DHT bootstrap: {size} nodes in the routing table", size=size)
+        for d in waiters:
+            d.callback(size)
 
     def _do_bootstrap(self) -> Deferred[int]:
         def resolve(host: str) -> Deferred[str]:
@@ -332,11 +351,11 @@ class DHTNode:
             return self._reactor.resolve(host)  # type: ignore[no-any-return]
 
         def ping_one(entry: Address) -> Deferred[NodeInfo | None]:
-            d = resolve(entry[0])
-            d.addCallback(lambda ip: self.ping((ip, entry[1])).addCallback(
-                lambda node_id: NodeInfo(node_id, ip, entry[1])))
-            d.addErrback(lambda _: None)
-            return d
+            def ping(ip: str) -> Deferred[NodeInfo | None]:
+                return self.ping((ip, entry[1])).addCallback(
+                    lambda node_id: NodeInfo(node_id, ip, entry[1]))
+            d: Deferred[NodeInfo | None] = resolve(entry[0]).addCallback(ping)
+            return d.addErrback(lambda _: None)
 
         def look(results: list[tuple[bool, NodeInfo | None]]) -> Deferred[int]:
             seeds = [n for ok, n in results if ok and n is not None and n.node_id != self.node_id]

@@ -30,14 +30,14 @@ from tunnels.errors import DHTError
 class IDHTProvider(Interface):
     """Where hidden-service introduction points are announced and found."""
 
-    def lookup(key: bytes) -> Deferred[list[Address]]:  # type: ignore[misc]
+    def lookup(key: bytes) -> Deferred[list[Address]]:
         """Peers announced under the 20-byte ``key`` (possibly none).
 
         Raises ``TypeError``/``ValueError`` for a bad key before any I/O; the Deferred fails
         with :class:`~tunnels.errors.DHTError`.
         """
 
-    def announce(key: bytes, port: int) -> Deferred[None]:  # type: ignore[misc]
+    def announce(key: bytes, port: int) -> Deferred[None]:
         """Announce that this host serves ``key`` on UDP ``port`` (1-65535).
 
         Raises ``TypeError``/``ValueError`` for bad arguments before any I/O; the Deferred
@@ -46,9 +46,9 @@ class IDHTProvider(Interface):
 
 
 def _as_dht_error(f: Failure, what: str) -> Failure:
-    if f.check(DHTError):
+    if f.check(DHTError):  # type: ignore[no-untyped-call]
         return f
-    return Failure(DHTError(f"{what} failed: {f.getErrorMessage()}"))
+    return Failure(DHTError(f"{what} failed: {f.getErrorMessage()}"))  # type: ignore[no-untyped-call]
 
 
 @implementer(IDHTProvider)
