@@ -134,3 +134,49 @@ class NetworkTests(TestCase):
         self.assertEqual(status, 0, out.getvalue())
         self.assertIn("lookup FOUND the announced peer", out.getvalue())
         await asyncio.sleep(0)
+
+
+class ChurnTests(TestCase):
+    """Maintenance notices dead nodes and refreshes stale buckets."""
+
+    @async_test
+    async def test_dead_node_replaced(self) -> None:
+        """A node that stops answering turns bad in every table (two failed pings), is no
+        longer handed out by closest(), and newcomers take its place."""
+        nodes: list[DHTNode] = await as_future(start_local_network(
+            reactor, 12, stale_after=0.3, maintenance_interval=0.1, query_timeout=0.2,
+            retries=0))
+        self.addCleanup(lambda: stop_all(nodes))
+        dead = nodes[4]
+        holders = [n for n in nodes if dead.node_id in n.routing]
+        self.assertTrue(holders)
+        await as_future(dead.stop())
+
+        def forgotten() -> bool:
+            return all(dead.node_id not in [x.node_id for x in n.routing.closest(
+                dead.node_id, 100)] for n in holders)
+        await wait_for(forgotten, 10, what="every table to give up on the dead node")
+        late = DHTNode(reactor, dataclasses.replace(
+            LOCAL_CONFIG, bootstrap=(nodes[0].address,), query_timeout=0.2, retries=0))
+        self.addCleanup(late.stop)
+        await as_future(late.start(0, "127.0.0.1"))
+        info_hash = hashlib.sha1(b"after churn").digest()
+        await as_future(late.announce_peer(info_hash, 7300))
+        self.assertIn(("127.0.0.1", 7300), await as_future(nodes[9].get_peers(info_hash)))
+
+    @async_test
+    async def test_stale_buckets_refreshed(self) -> None:
+        """Buckets unchanged for stale_after are refreshed by maintenance (a lookup into
+        them), and questionable nodes are pinged back to good."""
+        nodes: list[DHTNode] = await as_future(start_local_network(
+            reactor, 8, stale_after=0.4, maintenance_interval=0.1))
+        self.addCleanup(lambda: stop_all(nodes))
+        node = nodes[0]
+        sent = node.stats.queries_sent
+        stale_at = reactor.seconds() + 0.4      # every entry and bucket is stale after this
+
+        def refreshed() -> bool:
+            return (all(e.last_response > stale_at for e in node.routing.entries())
+                    and all(b.last_changed > stale_at for b in node.routing._buckets[:2]))
+        await wait_for(refreshed, 5, what="maintenance to ping every node and refresh buckets")
+        self.assertGreater(node.stats.queries_sent, sent)
