@@ -75,7 +75,10 @@ class Circuit:
         self.cells_received = 0
         self.pending: ClientState | None = None
         self.on_ready: list[Any] = []
+        self.on_closed: list[Any] = []
         self.close_reason: str | None = None
+        self.data_sink: Any = None
+        """If set, ``data_sink(source, payload)`` receives this circuit's DATA instead of the handlers."""
 
     @property
     def first_hop(self) -> Address:

@@ -25,6 +25,7 @@ from .circuits import Circuit, JoinedCircuit
 from .errors import CircuitBuildFailed, CircuitNotReady, NoExitAvailable
 from .exit import ExitSocket
 from .exitpolicy import DestinationGuard, ExitPolicy
+from .hidden.relay_side import HiddenRelay
 from .origin import DataHandler, OriginRole, PathHop
 from .pathsel import Candidate, PeerFlag, select_path
 from .ratelimit import TokenBucket
@@ -54,6 +55,8 @@ class TunnelCommunitySettings(CommunitySettings):
     """Peers to introduce ourselves to (they are walked to, not treated as servers)."""
     tick_interval: float = 0.5
     """Seconds between maintenance rounds (pool, keep-alives, limits)."""
+    dht_provider: Any = None
+    """A :class:`~tunnels.dht.provider.IDHTProvider`; with one we serve as an introduction point."""
 
 
 class TunnelCommunity(Community):
@@ -87,6 +90,9 @@ class TunnelCommunity(Community):
                                  table=self.table, stats=self.stats, on_closed=self._circuit_closed)
         self.exit_bandwidth = TokenBucket(self.settings.exit_bandwidth, self.settings.exit_bandwidth,
                                           self.reactor.seconds())
+        self.dht_provider = settings.dht_provider
+        self.hidden_relay = HiddenRelay(self.relay, lambda: self.udp.port, lambda: self.dht_provider)
+        self.relay.hidden = self.hidden_relay
         self.pool_hops: set[int] = set()
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = self.reactor
@@ -165,18 +171,29 @@ class TunnelCommunity(Community):
 
     # --- circuits -------------------------------------------------------------------------
 
-    def create_circuit(self, hops: int, exit_data: bool = True) -> Deferred[Circuit]:
-        """Build one circuit now; the Deferred fires when it is ready or fails."""
+    def start_circuit(self, hops: int, exit_data: bool = True, *, last_hop: Candidate | None = None,
+                      exclude: frozenset[bytes] = frozenset(), purpose: str | None = None) -> Circuit:
+        """Start building a circuit of ``hops`` hops chosen from our own view and return it.
+
+        ``exit_data`` asks for an exit as last hop; ``last_hop`` fixes the last hop instead;
+        ``exclude`` keeps node ids off the path.  Raises :class:`NoExitAvailable` or
+        :class:`CircuitBuildFailed` when our view of the network is too small.
+        """
         _check_hops(hops, MAX_HOPS)
-        path = select_path(self.candidates(), hops, exit_data, self.rng)
+        path = select_path(self.candidates(), hops, exit_data, self.rng, exclude, last_hop)
         if path is None:
-            has_exit = any(PeerFlag.EXIT in c.flags for c in self.candidates())
-            error = NoExitAvailable("no known peer offers to exit data") if exit_data and not has_exit else \
-                CircuitBuildFailed(f"not enough relays known for {hops} hops")
-            return fail(error)
-        circuit = self.origin.build([PathHop(c.address, c.node_id, c.onion_key) for c in path],
-                                    "data" if exit_data else "relay")
+            if exit_data and last_hop is None and not any(PeerFlag.EXIT in c.flags for c in self.candidates()):
+                raise NoExitAvailable("no known peer offers to exit data")
+            raise CircuitBuildFailed(f"not enough relays known for {hops} hops")
+        return self.origin.build([PathHop(c.address, c.node_id, c.onion_key) for c in path],
+                                 purpose or ("data" if exit_data and last_hop is None else "relay"))
+
+    def when_ready(self, circuit: Circuit) -> Deferred[Circuit]:
+        """A Deferred that fires with ``circuit`` once ready, or fails if it closes first."""
         done: Deferred[Circuit] = Deferred()
+        if circuit.ready:
+            done.callback(circuit)
+            return done
 
         def settle(built: Circuit, error: Exception | None) -> None:
             if error is None:
@@ -185,6 +202,15 @@ class TunnelCommunity(Community):
                 done.errback(error)
         circuit.on_ready.append(settle)
         return done
+
+    def create_circuit(self, hops: int, exit_data: bool = True, *, last_hop: Candidate | None = None,
+                       exclude: frozenset[bytes] = frozenset(), purpose: str | None = None) -> Deferred[Circuit]:
+        """Build one circuit now (see :meth:`start_circuit`); the Deferred fires when it is ready."""
+        try:
+            circuit = self.start_circuit(hops, exit_data, last_hop=last_hop, exclude=exclude, purpose=purpose)
+        except (CircuitBuildFailed, NoExitAvailable) as error:
+            return fail(error)
+        return self.when_ready(circuit)
 
     def remove_circuit(self, circuit: Circuit) -> None:
         """Destroy one of our circuits."""
@@ -225,6 +251,7 @@ class TunnelCommunity(Community):
     def tick(self) -> None:
         """One maintenance round: limits, keep-alives, pools, bootstrap."""
         self.relay.sweep()
+        self.hidden_relay.sweep()
         for circuit in self.origin.sweep():
             self.origin.send_message(circuit, RelayCommand.PING, self.rng.randbytes(8))
         self.maintain_pools()
@@ -273,6 +300,10 @@ class TunnelCommunity(Community):
                     self.relay.on_created(entry[1], cell[6:])
                 else:
                     self.stats.drop("unexpected_created")
+            elif kind == CellType.INTRODUCE:
+                self.hidden_relay.on_link_introduce(source, cell[6:])
+            elif kind == CellType.INTRODUCE_ACK:
+                self.hidden_relay.on_link_introduce_ack(source, cell[6:])
             elif kind == CellType.DESTROY:
                 if entry is None:
                     self.stats.drop("unknown_circuit")
@@ -324,6 +355,8 @@ class TunnelCommunity(Community):
             flags |= PeerFlag.RELAY
             if self.settings.become_exitnode:
                 flags |= PeerFlag.EXIT
+            if self.dht_provider is not None:
+                flags |= PeerFlag.INTRO
         return flags
 
     def create_introduction_request(self, socket_address: Any, extra_bytes: bytes = b"",
@@ -344,7 +377,7 @@ class TunnelCommunity(Community):
 
     def _note_flags(self, peer: Peer, extra: bytes) -> None:
         if len(extra) >= 1 and len(self.peer_flags) < 4096:
-            self.peer_flags[peer.mid] = PeerFlag(extra[0] & (PeerFlag.RELAY | PeerFlag.EXIT))
+            self.peer_flags[peer.mid] = PeerFlag(extra[0] & (PeerFlag.RELAY | PeerFlag.EXIT | PeerFlag.INTRO))
 
     # --- shutdown -------------------------------------------------------------------------
 

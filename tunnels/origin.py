@@ -51,6 +51,8 @@ class OriginRole:
         self.circuits: dict[int, Circuit] = {}
         self.data_handlers: list[DataHandler] = []
         self.refusal_handlers: list[Callable[[Circuit, Address, str], None]] = []
+        self.message_handlers: dict[int, Callable[[Circuit, bytes], None]] = {}
+        """Handlers for further backward commands (hidden services register theirs)."""
 
     # --- building -----------------------------------------------------------------------
 
@@ -143,7 +145,17 @@ class OriginRole:
         self._dispatch(circuit, command, data)
 
     def _dispatch(self, circuit: Circuit, command: int, data: bytes) -> None:
-        if command == RelayCommand.DATA and circuit.ready:
+        extra = self.message_handlers.get(command)
+        if extra is not None and circuit.ready:
+            extra(circuit, data)
+        elif command == RelayCommand.DATA and circuit.ready and circuit.data_sink is not None:
+            try:
+                source, payload = msg.decode_data(data)
+            except DecodeError:
+                self.stats.drop("malformed_data")
+                return
+            circuit.data_sink(source, payload)
+        elif command == RelayCommand.DATA and circuit.ready:
             try:
                 source, payload = msg.decode_data(data)
             except DecodeError:
@@ -194,6 +206,8 @@ class OriginRole:
         callbacks, circuit.on_ready = circuit.on_ready, []
         for callback in callbacks:
             callback(circuit, CircuitBuildFailed(f"circuit closed while building: {reason}"))
+        for callback in circuit.on_closed:
+            callback(circuit)
         self.on_closed(circuit)
 
     def on_destroy(self, circuit: Circuit, token: bytes) -> bool:

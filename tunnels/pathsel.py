@@ -21,6 +21,8 @@ class PeerFlag(IntFlag):
 
     RELAY = 1
     EXIT = 2
+    INTRO = 4
+    """Has a DHT provider, so it can announce itself as an introduction point."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,19 @@ def _pick(pool: list[Candidate], chosen: list[Candidate], rng: random.Random) ->
 
 
 def select_path(candidates: list[Candidate], hops: int, need_exit: bool, rng: random.Random,
-                exclude: frozenset[bytes] = frozenset()) -> list[Candidate] | None:
-    """Choose ``hops`` distinct relays, or None if our view of the network is too small."""
+                exclude: frozenset[bytes] = frozenset(), last: Candidate | None = None) -> list[Candidate] | None:
+    """Choose ``hops`` distinct relays, or None if our view of the network is too small.
+
+    ``last`` fixes the last hop (an introduction or rendezvous point); ``exclude`` lists
+    node ids that must not appear anywhere else on the path.
+    """
     if hops < 1:
         raise ValueError("a path needs at least one hop")
-    pool = [c for c in candidates if c.node_id not in exclude]
+    pool = [c for c in candidates if c.node_id not in exclude and (last is None or c.node_id != last.node_id)]
     relays = [c for c in pool if PeerFlag.RELAY in c.flags]
     exits = [c for c in pool if PeerFlag.EXIT in c.flags]
-    last = _pick(exits if need_exit else relays, [], rng)
+    if last is None:
+        last = _pick(exits if need_exit else relays, [], rng)
     if last is None:
         return None
     if hops == 1:

@@ -60,6 +60,8 @@ class RelayRole:
         self.extend_allowed = extend_allowed
         self.open_exit = open_exit
         self.joined: set[JoinedCircuit] = set()
+        self.hidden: Any = None
+        """The :class:`~tunnels.hidden.relay_side.HiddenRelay` duties, set by the community."""
         self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
         self.shares = ShareLimiter(max(1, settings.max_joined_circuits), settings.max_joined_share)
 
@@ -148,6 +150,8 @@ class RelayRole:
             self.reply(circuit, RelayCommand.PONG, data[:8])
         elif command == RelayCommand.EXTEND:
             self.extend(circuit, data)
+        elif command in msg.HIDDEN_FORWARD and self.hidden is not None:
+            self.hidden.on_message(circuit, command, data)
         elif command in msg.BACKWARD_COMMANDS:
             self.stats.drop("wrong_direction")
             self.destroy(circuit, "protocol")
@@ -245,6 +249,8 @@ class RelayRole:
         if circuit not in self.joined:
             return
         self.joined.discard(circuit)
+        if self.hidden is not None:
+            self.hidden.forget(circuit)
         self.shares.release(circuit.source_key)
         self.table.remove(circuit.prev_address, circuit.prev_id)
         self.table.remove(circuit.next_address, circuit.next_id)

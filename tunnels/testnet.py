@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
@@ -40,13 +41,14 @@ class LocalNetwork:
     def __init__(self, reactor: Any, relays: int = 4, exits: int = 2, clients: int = 1,
                  settings: TunnelSettings | None = None, client_settings: TunnelSettings | None = None,
                  community_class: type[TunnelCommunity] = TunnelCommunity, testnet: bool = True,
-                 **extra: Any) -> None:
+                 dht_providers: Callable[[], Any] | None = None, **extra: Any) -> None:
         self.reactor = reactor
         self.counts = (relays, exits, clients)
         self.settings = settings or TunnelSettings()
         self.client_settings = client_settings or self.settings
         self.community_class = community_class
         self.testnet = testnet
+        self.dht_providers = dht_providers
         self.extra = extra
         self.relays: list[TunnelNode] = []
         self.exits: list[TunnelNode] = []
@@ -71,9 +73,11 @@ class LocalNetwork:
 
     async def _node(self, settings: TunnelSettings) -> TunnelNode:
         bootstrap = [node.address for node in self.nodes]
+        extra = dict(self.extra)
+        if self.dht_providers is not None:
+            extra["dht_provider"] = self.dht_providers()
         return await as_future(start_node(self.reactor, HOST, 0, bootstrap=bootstrap, settings=settings,
-                                          testnet=self.testnet, community_class=self.community_class,
-                                          **self.extra))
+                                          testnet=self.testnet, community_class=self.community_class, **extra))
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start the echo server and every node, and wait until each knows all the others."""

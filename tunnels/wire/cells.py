@@ -36,6 +36,8 @@ class CellType(IntEnum):
     CREATED = 2
     RELAY = 3
     DESTROY = 4
+    INTRODUCE = 5       # a seeker's last hop -> introduction point (not on a circuit)
+    INTRODUCE_ACK = 6   # introduction point -> the seeker's last hop
 
 
 def new_circuit_id() -> int:

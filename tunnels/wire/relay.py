@@ -34,11 +34,28 @@ class RelayCommand(IntEnum):
     DATA_REFUSED = 5    # exit -> originator: the exit policy refused a destination
     PING = 6            # originator -> last hop (keep-alive)
     PONG = 7            # last hop -> originator
+    ESTABLISH_INTRO = 8          # member -> intro point
+    INTRO_ESTABLISHED = 9        # intro point -> member
+    INTRODUCE1 = 10              # seeker -> its last hop
+    INTRODUCE_ACK = 11           # seeker's last hop -> seeker
+    INTRODUCE2 = 12              # intro point -> member
+    INTRO_REPLY = 13             # member -> intro point
+    ESTABLISH_RENDEZVOUS = 14    # member -> rendezvous point
+    RENDEZVOUS_ESTABLISHED = 15  # rendezvous point -> member
+    JOIN = 16                    # seeker -> rendezvous point
+    JOINED = 17                  # rendezvous point -> both
+    E2E = 18                     # both ways: end-to-end sealed data through a rendezvous point
 
 
-FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING})
+FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING,
+                              RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
+                              RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED, RelayCommand.DATA,
-                               RelayCommand.DATA_REFUSED, RelayCommand.PONG})
+                               RelayCommand.DATA_REFUSED, RelayCommand.PONG, RelayCommand.INTRO_ESTABLISHED,
+                               RelayCommand.INTRODUCE_ACK, RelayCommand.INTRODUCE2,
+                               RelayCommand.RENDEZVOUS_ESTABLISHED, RelayCommand.JOINED, RelayCommand.E2E})
+HIDDEN_FORWARD = frozenset({RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
+                            RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 
 
 def encode_message(command: RelayCommand, data: bytes) -> bytes:
