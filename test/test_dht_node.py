@@ -2,13 +2,17 @@
 """One or two DHT nodes over real UDP on 127.0.0.1: queries, hostile packets, limits."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 from typing import Any
 
 import fastbencode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from test.util import async_test, wait_for
@@ -262,3 +266,65 @@ class ConfigTests(SynchronousTestCase):
         for i in range(100):
             rl.allow(str(i), 1.0)
         self.assertEqual(len(rl), 10)
+
+
+class FakePort:
+    """A UDP port stand-in that records what the node writes."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[bytes, tuple[str, int]]] = []
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.written.append((data, addr))
+
+    def getHost(self) -> Any:  # noqa: N802
+        return argparse.Namespace(host="127.0.0.1", port=6881)
+
+    def stopListening(self) -> None:  # noqa: N802
+        pass
+
+
+SHAPED = st.fixed_dictionaries(
+    {b"t": st.binary(min_size=1, max_size=4), b"y": st.sampled_from([b"q", b"r", b"e", b"x"])},
+    optional={
+        b"q": st.sampled_from([b"ping", b"find_node", b"get_peers", b"announce_peer", b"zz"]),
+        b"a": st.dictionaries(st.sampled_from([b"id", b"target", b"info_hash", b"port",
+                                               b"token", b"implied_port"]),
+                              st.binary(min_size=0, max_size=22) | st.integers(-3, 70000),
+                              max_size=6),
+        b"r": st.dictionaries(st.sampled_from([b"id", b"nodes", b"values", b"token"]),
+                              st.binary(max_size=60) | st.lists(st.binary(max_size=7),
+                                                                max_size=4), max_size=4),
+        b"e": st.lists(st.integers(0, 300) | st.binary(max_size=4), max_size=3),
+        b"ro": st.integers(0, 2),
+    })
+
+
+class NodeFuzzTests(SynchronousTestCase):
+    """Whatever arrives, datagram_received never raises, every reply is valid KRPC, and
+    every table stays within its bounds."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.node = DHTNode(self.clock, dataclasses.replace(LOCAL_CONFIG, max_pending=16,
+                                                            max_verifying=4, max_keys=5))
+        self.port = FakePort()
+        self.node._port = self.port  # type: ignore[assignment]
+
+    def check(self) -> None:
+        for data, _ in self.port.written:
+            krpc.decode_message(data)       # raises if we ever wrote garbage
+        self.assertLessEqual(len(self.node.client.pending), 16)
+        self.assertLessEqual(len(self.node._verifying), 4)
+        self.assertLessEqual(len(self.node.store.keys()), 5)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(SHAPED.map(lambda d: bytes(fastbencode.bencode(d))) | st.binary(max_size=60),
+                    min_size=1, max_size=8),
+           st.integers(1, 3))
+    def test_datagrams_total(self, datagrams: list[bytes], source: int) -> None:
+        """Random and KRPC-shaped datagrams from a few sources."""
+        for data in datagrams:
+            self.node.datagram_received(data, (f"127.0.0.{source}", 4000 + source))
+        self.clock.advance(5)
+        self.check()
