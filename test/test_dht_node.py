@@ -135,7 +135,7 @@ class NodeTests(NodeTestMixin, TestCase):
             await as_future(d)
         self.assertEqual(len(node.client.pending), 0)
         with self.assertRaises(DHTError):
-            node.address
+            _ = node.address
 
 
 class HostileTests(NodeTestMixin, TestCase):

@@ -19,6 +19,7 @@ PUBLIC_ROUTERS: tuple[Address, ...] = (
 local networks must pass their own ``bootstrap`` (and ``address_policy="loopback"``)."""
 
 AddressPolicy = Literal["any", "global", "loopback"]
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def address_filter(policy: AddressPolicy) -> Callable[[str], bool]:
@@ -35,7 +36,7 @@ def address_filter(policy: AddressPolicy) -> Callable[[str], bool]:
             return ip.is_loopback
         if policy == "global":
             return ip.is_global and not ip.is_multicast
-        return not (ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"))
+        return not (ip.is_unspecified or ip.is_multicast or ip == _BROADCAST)
     return accept
 
 

@@ -48,7 +48,8 @@ class IDHTProvider(Interface):
 def _as_dht_error(f: Failure, what: str) -> Failure:
     if f.check(DHTError):  # type: ignore[no-untyped-call]
         return f
-    return Failure(DHTError(f"{what} failed: {f.getErrorMessage()}"))  # type: ignore[no-untyped-call]
+    err = DHTError(f"{what} failed: {f.getErrorMessage()}")
+    return Failure(err)  # type: ignore[no-untyped-call]
 
 
 @implementer(IDHTProvider)

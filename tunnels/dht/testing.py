@@ -43,7 +43,7 @@ def start_local_network(reactor: Any, count: int, config: DHTConfig = LOCAL_CONF
     batch = 5
     for start in range(1, count, batch):
         new = []
-        for i in range(start, min(count, start + batch)):
+        for _ in range(start, min(count, start + batch)):
             seeds = (first.address, nodes[-1].address)
             new.append(DHTNode(reactor, dataclasses.replace(base, bootstrap=seeds)))
         yield DeferredList([n.start(0, "127.0.0.1") for n in new])
