@@ -1,0 +1,175 @@
+# -*- test-case-name: test.test_twistd -*-
+"""TunnelService: a tunnel node as a Twisted service (what ``twistd tunnels`` runs).
+
+Starting fetches the HTTPS bootstrap lists (if any), then starts the node with
+:func:`tunnels.node.start_node`; stopping destroys our circuits and the ones we
+carry, closes exit sockets and the UDP socket, so SIGTERM ends cleanly.  While
+running, a one-line status goes to the log every ``status_interval`` seconds.
+Child services (status endpoint, SOCKS5) start with it; those that need the node
+wait for :meth:`TunnelService.when_running`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher
+from twisted.python.failure import Failure
+
+from .bootstrap import fetch_bootstrap_list
+from .node import TunnelNode, start_node
+from .settings import TunnelSettings
+from .status import STATUS_LINE, node_status
+
+Address = tuple[str, int]
+
+
+def leveled_logger(level: LogLevel, namespace: str = "tunnels") -> Logger:
+    """A Logger whose events below ``level`` are dropped before any observer sees them."""
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    return Logger(namespace=namespace, observer=FilteringLogObserver(globalLogPublisher, [predicate]))
+
+
+class TunnelService(MultiService):
+    """Run one tunnel node.
+
+    >>> service = TunnelService(reactor, host="127.0.0.1", port=0, settings=TunnelSettings(),
+    ...                         key_bin=new_key_bin(), testnet=True)
+    >>> service.startService()
+    >>> node = await as_future(service.when_running())
+    """
+
+    def __init__(self, reactor: Any, *, host: str, port: int, settings: TunnelSettings, key_bin: bytes,
+                 bootstrap: Sequence[Address] = (), bootstrap_urls: Sequence[str] = (), trust_root: Any = None,
+                 testnet: bool = False, status_interval: float = 60.0,
+                 log_level: LogLevel = LogLevel.info) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.settings = settings
+        self.key_bin = key_bin
+        self.bootstrap = tuple(bootstrap)
+        self.bootstrap_urls = tuple(bootstrap_urls)
+        self.trust_root = trust_root
+        self.testnet = testnet
+        self.status_interval = status_interval
+        self.log = leveled_logger(log_level)
+        self.node: TunnelNode | None = None
+        self._starting: Deferred[Any] | None = None
+        self._fetches: list[Deferred[Any]] = []
+        self._waiters: list[Deferred[TunnelNode]] = []
+        self._status_loop: LoopingCall | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        """Start children, then (asynchronously) the node."""
+        super().startService()
+        self._starting = self._start()
+
+    def _start(self) -> Deferred[Any]:
+        fetches = [fetch_bootstrap_list(self.reactor, url, trust_root=self.trust_root)
+                   for url in self.bootstrap_urls]
+        self._fetches = fetches
+        d: Deferred[Any] = DeferredList(fetches, consumeErrors=True) if fetches else succeed([])
+        d.addCallback(self._start_node)
+        d.addCallback(self._started)
+        d.addErrback(self._start_failed)
+        return d
+
+    def _start_node(self, fetched: list[tuple[bool, Any]]) -> Deferred[TunnelNode]:
+        self._fetches = []
+        peers = list(self.bootstrap)
+        for url, (ok, result) in zip(self.bootstrap_urls, fetched):
+            if ok:
+                self.log.info("Bootstrap list {url}: {count} peers", url=url, count=len(result))
+                peers.extend(p for p in result if p not in peers)
+            else:
+                self.log.warn("Bootstrap list unusable: {error}", error=result.getErrorMessage())
+        if not peers:
+            self.log.warn("No bootstrap peers: this node waits for others to find it")
+        if not self.running:
+            raise _Stopped()
+        return start_node(self.reactor, self.host, self.port, bootstrap=peers, settings=self.settings,
+                          testnet=self.testnet, key_bin=self.key_bin)
+
+    def _started(self, node: TunnelNode) -> None:
+        self.node = node
+        host, port = node.address
+        self.log.info("txtunnels node listening on {host}:{port} (exit: {exit}, testnet: {testnet}, "
+                      "max joined circuits: {joined})", host=host, port=port, exit=self.settings.become_exitnode,
+                      testnet=self.testnet, joined=self.settings.max_joined_circuits)
+        if self.status_interval > 0:
+            self._status_loop = LoopingCall(self.log_status)
+            self._status_loop.clock = self.reactor
+            self._status_loop.start(self.status_interval, now=True)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(node)
+
+    def _start_failed(self, failure: Failure) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+        if failure.check(_Stopped):
+            return
+        self.log.failure("txtunnels node failed to start; stopping", failure, level=LogLevel.critical)
+        if self.running and self.reactor.running:
+            self.reactor.stop()
+
+    def when_running(self) -> Deferred[TunnelNode]:
+        """A Deferred that fires with the node once it has started (at once if it has)."""
+        if self.node is not None:
+            return succeed(self.node)
+        d: Deferred[TunnelNode] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
+        """Stop children, then destroy all circuits and close the node's sockets."""
+        children = super().stopService() or succeed(None)
+        for fetch in self._fetches:
+            fetch.cancel()
+        if self._status_loop is not None and self._status_loop.running:
+            self._status_loop.stop()
+        starting = self._starting if self._starting is not None else succeed(None)
+        d: Deferred[Any] = DeferredList([children, starting], consumeErrors=True)
+        d.addCallback(lambda _: self._stop_node())
+        return d
+
+    def _stop_node(self) -> Deferred[None] | None:
+        node, self.node = self.node, None
+        if node is None:
+            return None
+        community = node.community
+        self.log.info("Stopping: destroying {circuits} circuits and {joined} joined circuits, closing sockets",
+                      circuits=len(community.circuits), joined=len(community.joined_circuits))
+        d = node.stop()
+
+        def done(_: object) -> None:
+            self.log.info("Stopped: circuits destroyed, sockets closed ({up} B up, {down} B down)",
+                          up=node.endpoint.bytes_up, down=node.endpoint.bytes_down)
+        d.addCallback(done)
+        return d
+
+    # --- status -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any] | None:
+        """The node's status (:func:`tunnels.status.node_status`), or None until it runs."""
+        if self.node is None:
+            return None
+        return node_status(self.node, self.reactor.seconds())
+
+    def log_status(self) -> None:
+        """Log the one-line status."""
+        status = self.status()
+        if status is not None:
+            self.log.info(STATUS_LINE, **status)
+
+
+class _Stopped(Exception):
+    """The service was stopped before the node started."""
