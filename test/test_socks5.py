@@ -1,0 +1,333 @@
+# -*- test-case-name: test.test_socks5 -*-
+"""Tests for :mod:`tunnels.socks5`: the RFC 1928 codec, the control connection and UDP
+association over real TCP/UDP on 127.0.0.1, and an end-to-end run through circuits."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tunnels.errors import CircuitNotReady
+from tunnels.node import start_node
+from tunnels.runtime import as_future
+from tunnels.settings import TunnelSettings
+from tunnels.socks5 import (Command, Reply, Request, Socks5Error, Socks5Server, encode_address, encode_reply,
+                            encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
+
+from .util import async_test, wait_for
+
+Address = tuple[str, int]
+
+
+# --- a SOCKS5 UDP client written from the RFC, on plain asyncio ---------------------------
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.queue.put_nowait((data, addr))
+
+
+class Socks5UdpClient:
+    """Negotiate no-auth, UDP ASSOCIATE, then send and receive framed datagrams."""
+
+    async def open(self, port: int, announce: Address = ("0.0.0.0", 0)) -> None:
+        """Associate through the server on 127.0.0.1:``port``."""
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.writer.write(b"\x05\x01\x00")                     # VER 5, 1 method: no auth
+        assert await self.reader.readexactly(2) == b"\x05\x00"
+        self.writer.write(b"\x05\x03\x00" + encode_address(*announce))    # UDP ASSOCIATE
+        head = await self.reader.readexactly(4)
+        assert head[:3] == b"\x05\x00\x00" and head[3] == 1, head
+        raw = await self.reader.readexactly(6)
+        self.relay = (".".join(str(b) for b in raw[:4]), int.from_bytes(raw[4:], "big"))
+        loop = asyncio.get_running_loop()
+        self.udp, self.protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=("127.0.0.1", 0))
+
+    def send(self, destination: Address, payload: bytes, frag: int = 0) -> None:
+        """Send ``payload`` to ``destination`` through the relay."""
+        self.udp.sendto(b"\x00\x00" + bytes((frag,)) + encode_address(*destination) + payload, self.relay)
+
+    async def receive(self, timeout: float = 5.0) -> tuple[Address, bytes]:
+        """The next reply: (source, payload), header checked."""
+        data, addr = await asyncio.wait_for(self.protocol.queue.get(), timeout)
+        assert addr == self.relay, (addr, self.relay)
+        packet = parse_udp_datagram(data)
+        assert packet.frag == 0
+        return (packet.host, packet.port), packet.payload
+
+    def close(self) -> None:
+        """Close both sockets."""
+        self.udp.close()
+        self.writer.close()
+
+
+async def control_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a fresh control connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+class Echo(DatagramProtocol):
+    """A UDP echo server."""
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 (Twisted API)
+        """Send the datagram back."""
+        self.transport.write(datagram, addr)
+
+
+# --- codec --------------------------------------------------------------------------------
+
+class CodecTests(SynchronousTestCase):
+    """The pure RFC 1928 parsers and encoders."""
+
+    def test_greeting(self) -> None:
+        """Greetings parse, wait for more bytes, or raise on a bad version or no methods."""
+        self.assertEqual(parse_greeting(b"\x05\x02\x00\x02"), (b"\x00\x02", 4))
+        self.assertIsNone(parse_greeting(b"\x05"))
+        self.assertIsNone(parse_greeting(b"\x05\x02\x00"))
+        self.assertRaises(Socks5Error, parse_greeting, b"\x04\x01\x00")
+        self.assertRaises(Socks5Error, parse_greeting, b"\x05\x00")
+
+    def test_request(self) -> None:
+        """IPv4, IPv6 and domain requests parse; partial ones return None."""
+        self.assertEqual(parse_request(b"\x05\x03\x00\x01\x7f\x00\x00\x01\x04\x00"),
+                         (Request(Command.UDP_ASSOCIATE, "127.0.0.1", 1024), 10))
+        v6 = b"\x05\x01\x00\x04" + bytes(15) + b"\x01" + b"\x00\x35"
+        self.assertEqual(parse_request(v6), (Request(Command.CONNECT, "::1", 53), 22))
+        name = b"\x05\x03\x00\x03\x0bexample.com\x00\x35"
+        self.assertEqual(parse_request(name), (Request(Command.UDP_ASSOCIATE, "example.com", 53), len(name)))
+        for cut in range(len(name)):
+            self.assertIsNone(parse_request(name[:cut]), cut)
+
+    def test_malformed_request(self) -> None:
+        """Bad version, non-zero RSV, unknown ATYP and bad names raise Socks5Error."""
+        self.assertRaises(Socks5Error, parse_request, b"\x04\x03\x00\x01\x7f\x00\x00\x01\x00\x00")
+        self.assertRaises(Socks5Error, parse_request, b"\x05\x03\x01\x01\x7f\x00\x00\x01\x00\x00")
+        with self.assertRaises(Socks5Error) as caught:
+            parse_request(b"\x05\x03\x00\x09\x00\x00")
+        self.assertEqual(caught.exception.reply, Reply.ADDRESS_TYPE_NOT_SUPPORTED)
+        self.assertRaises(Socks5Error, parse_request, b"\x05\x03\x00\x03\x00\x00\x35")
+        self.assertRaises(Socks5Error, parse_request, b"\x05\x03\x00\x03\x02a\x00\x00\x35")
+
+    def test_udp_datagram_roundtrip(self) -> None:
+        """encode_udp_datagram and parse_udp_datagram are inverse for every address type."""
+        for host in ("192.0.2.1", "2001:db8::1", "peer.hidden"):
+            packet = parse_udp_datagram(encode_udp_datagram(host, 4000, b"payload"))
+            self.assertEqual((packet.frag, packet.host, packet.port, packet.payload), (0, host, 4000, b"payload"))
+
+    def test_udp_datagram_malformed(self) -> None:
+        """Truncated headers and non-zero RSV raise; FRAG is reported, not hidden."""
+        good = encode_udp_datagram("192.0.2.1", 53, b"x")
+        for cut in range(len(good) - 1):
+            self.assertRaises(Socks5Error, parse_udp_datagram, good[:cut])
+        self.assertRaises(Socks5Error, parse_udp_datagram, b"\x01" + good[1:])
+        self.assertEqual(parse_udp_datagram(good[:2] + b"\x01" + good[3:]).frag, 1)
+
+    def test_reply(self) -> None:
+        """Replies carry VER, REP, RSV and the bound address."""
+        self.assertEqual(encode_reply(Reply.SUCCEEDED, ("127.0.0.1", 1080)),
+                         b"\x05\x00\x00\x01\x7f\x00\x00\x01\x04\x38")
+        self.assertEqual(encode_reply(Reply.COMMAND_NOT_SUPPORTED)[:2], b"\x05\x07")
+
+
+# --- server with a recording community ----------------------------------------------------
+
+class FakeCircuit:
+    """Just what the SOCKS5 server reads of a circuit."""
+
+    def __init__(self, circuit_id: int, goal_hops: int) -> None:
+        self.circuit_id = circuit_id
+        self.goal_hops = goal_hops
+
+
+class RecordingCommunity:
+    """A community stand-in that records ``tunnel_data`` calls."""
+
+    def __init__(self, circuits: list[FakeCircuit]) -> None:
+        self.circuits = circuits
+        self.sent: list[tuple[FakeCircuit, Address, bytes]] = []
+        self.handlers: list[Any] = []
+        self.built: list[int] = []
+
+    def active_data_circuits(self, hops: int | None = None) -> list[FakeCircuit]:
+        return [c for c in self.circuits if hops is None or c.goal_hops == hops]
+
+    def tunnel_data(self, circuit: FakeCircuit, destination: Address, kind: str, payload: bytes) -> None:
+        if circuit not in self.circuits:
+            raise CircuitNotReady("gone")
+        self.sent.append((circuit, destination, payload))
+
+    def add_data_handler(self, handler: Any) -> None:
+        self.handlers.append(handler)
+
+    def remove_data_handler(self, handler: Any) -> None:
+        self.handlers.remove(handler)
+
+    def build_tunnels(self, hops: int) -> None:
+        self.built.append(hops)
+
+
+class ServerTests(TestCase):
+    """The control connection and UDP association over real sockets, with a recording community."""
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        """Serve 1-hop circuits from a community with four of them."""
+        self.community = RecordingCommunity([FakeCircuit(i, 1) for i in range(1, 5)] + [FakeCircuit(9, 2)])
+        self.server = Socks5Server(reactor, self.community, hops=1)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self.listening = reactor.listenTCP(0, self.server, interface="127.0.0.1")
+        self.addCleanup(self.listening.stopListening)
+        self.port = self.listening.getHost().port
+
+    async def associate(self) -> Socks5UdpClient:
+        """A client with an open association."""
+        client = Socks5UdpClient()
+        await client.open(self.port)
+        self.addCleanup(client.close)
+        return client
+
+    def test_starts_pool(self) -> None:
+        """Starting the server asks the community for circuits of its hop count."""
+        self.assertEqual(self.community.built, [1])
+        self.assertEqual(len(self.community.handlers), 1)
+
+    @async_test
+    async def test_connect_and_bind_refused(self) -> None:
+        """CONNECT and BIND get reply 0x07 and the connection is closed."""
+        for command in (Command.CONNECT, Command.BIND):
+            answer = await control_exchange(self.port, b"\x05\x01\x00\x05" + bytes((command,)) + b"\x00"
+                                            + encode_address("192.0.2.1", 80))
+            self.assertEqual(answer[:2], b"\x05\x00")
+            self.assertEqual(answer[2:4], b"\x05\x07")
+
+    @async_test
+    async def test_no_acceptable_method(self) -> None:
+        """A client offering only username/password gets 0xFF and is closed."""
+        self.assertEqual(await control_exchange(self.port, b"\x05\x01\x02"), b"\x05\xff")
+
+    @async_test
+    async def test_malformed_closes(self) -> None:
+        """Wrong version, non-zero RSV and unknown ATYP close the connection cleanly."""
+        self.assertEqual(await control_exchange(self.port, b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00"), b"")
+        self.assertEqual(await control_exchange(self.port, b"\x05\x01\x00\x05\x03\x07\x01" + bytes(6)),
+                         b"\x05\x00\x05\x01\x00\x01" + bytes(6))
+        unknown_type = await control_exchange(self.port, b"\x05\x01\x00\x05\x03\x00\x07\x00\x00")
+        self.assertEqual(unknown_type[2:4], b"\x05\x08")
+        flood = await control_exchange(self.port, b"\x05\x01\x00" + b"\x05" * 2000)
+        self.assertNotIn(b"\x05\x00\x00", flood)               # never a success reply
+        self.assertEqual(self.server.associations, set())
+
+    @async_test
+    async def test_domain_passed_unchanged(self) -> None:
+        """ATYP 3 destinations reach tunnel_data as the same name string, unresolved."""
+        client = await self.associate()
+        client.send(("Peer-Name.hidden", 4000), b"hi")
+        await wait_for(lambda: bool(self.community.sent), what="tunnel_data")
+        [(circuit, destination, payload)] = self.community.sent
+        self.assertEqual((destination, payload), (("Peer-Name.hidden", 4000), b"hi"))
+        self.assertEqual(circuit.goal_hops, 1)
+
+    @async_test
+    async def test_stable_spread(self) -> None:
+        """Each destination sticks to one circuit; many destinations use several circuits."""
+        client = await self.associate()
+        for round_ in range(2):
+            for port in range(5000, 5040):
+                client.send(("192.0.2.1", port), b"%d" % round_)
+        await wait_for(lambda: len(self.community.sent) == 80, what="80 datagrams")
+        chosen: dict[Address, set[int]] = {}
+        for circuit, destination, _ in self.community.sent:
+            chosen.setdefault(destination, set()).add(circuit.circuit_id)
+        self.assertTrue(all(len(ids) == 1 for ids in chosen.values()))
+        self.assertGreater(len(set().union(*chosen.values())), 1)
+        self.assertNotIn(9, set().union(*chosen.values()))        # never a circuit of another hop count
+
+    @async_test
+    async def test_replies_and_foreign_sources(self) -> None:
+        """Replies come back framed; datagrams from another socket and fragments are dropped."""
+        client = await self.associate()
+        client.send(("192.0.2.1", 53), b"query")
+        await wait_for(lambda: len(self.community.sent) == 1, what="the query")
+        circuit = self.community.sent[0][0]
+        self.community.handlers[0](circuit, ("192.0.2.1", 53), b"answer")
+        self.assertEqual(await client.receive(), (("192.0.2.1", 53), b"answer"))
+        self.community.handlers[0](circuit, ("192.0.2.99", 53), b"unasked")       # never contacted
+        self.assertEqual(self.server.stats["dropped_unrouted_reply"], 1)
+
+        intruder = Socks5UdpClient()
+        loop = asyncio.get_running_loop()
+        intruder.udp, intruder.protocol = await loop.create_datagram_endpoint(_Datagrams,
+                                                                              local_addr=("127.0.0.1", 0))
+        self.addCleanup(intruder.udp.close)
+        intruder.relay = client.relay
+        intruder.send(("192.0.2.1", 53), b"sneaky")
+        client.send(("192.0.2.1", 53), b"fragment", frag=1)
+        client.send(("192.0.2.1", 53), b"last")
+        await wait_for(lambda: len(self.community.sent) == 2, what="the last datagram")
+        self.assertEqual([payload for _, _, payload in self.community.sent], [b"query", b"last"])
+        self.assertEqual(self.server.stats["dropped_foreign_source"], 1)
+        self.assertEqual(self.server.stats["dropped_fragment"], 1)
+
+    @async_test
+    async def test_association_ends_with_tcp(self) -> None:
+        """Closing the control connection closes the UDP relay port."""
+        client = await self.associate()
+        [association] = self.server.associations
+        client.writer.close()
+        await wait_for(lambda: not self.server.associations, what="the association to end")
+        self.assertIsNone(association.port)
+        self.assertFalse(association.transport is not None and association.transport.connected)
+
+
+# --- end to end through real circuits -----------------------------------------------------
+
+class EndToEndTests(TestCase):
+    """A local network of four nodes; SOCKS5 datagrams through 1- and 2-hop circuits."""
+
+    timeout = 40
+
+    @async_test
+    async def test_echo_through_circuits(self) -> None:
+        """SOCKS5 datagrams to an IP and to a name are echoed back through 1- and 2-hop circuits."""
+        echo = reactor.listenUDP(0, Echo(), interface="127.0.0.1")
+        self.addCleanup(echo.stopListening)
+        echo_address = ("127.0.0.1", echo.getHost().port)
+        first = await as_future(start_node(reactor, "127.0.0.1", 0, testnet=True,
+                                           settings=TunnelSettings(become_exitnode=True)))
+        nodes = [first]
+        for exit_ in (True, False, False):
+            nodes.append(await as_future(start_node(reactor, "127.0.0.1", 0, testnet=True, bootstrap=[first.address],
+                                                    settings=TunnelSettings(become_exitnode=exit_,
+                                                                            min_circuits=1, max_circuits=2))))
+        for node in nodes:
+            self.addCleanup(node.stop)
+        community = nodes[-1].community
+        for hops in (1, 2):
+            server = Socks5Server(reactor, community, hops)
+            server.start()
+            self.addCleanup(server.stop)
+            listening = reactor.listenTCP(0, server, interface="127.0.0.1")
+            self.addCleanup(listening.stopListening)
+            await wait_for(lambda: community.tunnels_ready(hops) >= 1.0, timeout=20, what=f"{hops}-hop circuits")
+            client = Socks5UdpClient()
+            await client.open(listening.getHost().port)
+            self.addCleanup(client.close)
+            for i in range(3):
+                client.send(echo_address, b"ping %d via %d hops" % (i, hops))
+            replies = sorted([await client.receive() for _ in range(3)])
+            self.assertEqual(replies, [(echo_address, b"ping %d via %d hops" % (i, hops)) for i in range(3)])
+            self.assertEqual(server.stats["delivered"], 3)
+        client.send(("localhost", echo_address[1]), b"by name")       # resolved by the exit, not here
+        self.assertEqual(await client.receive(), (echo_address, b"by name"))
