@@ -320,7 +320,7 @@ class EndToEndTests(TestCase):
             self.addCleanup(server.stop)
             listening = reactor.listenTCP(0, server, interface="127.0.0.1")
             self.addCleanup(listening.stopListening)
-            await wait_for(lambda: community.tunnels_ready(hops) >= 1.0, timeout=20, what=f"{hops}-hop circuits")
+            await wait_for(lambda h=hops: community.tunnels_ready(h) >= 1.0, timeout=20, what=f"{hops}-hop circuits")
             client = Socks5UdpClient()
             await client.open(listening.getHost().port)
             self.addCleanup(client.close)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseDone, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -109,7 +109,7 @@ def fetch_bootstrap_list(reactor: Any, url: str, *, trust_root: Any = None,
     except ValueError as e:
         return _failed(BootstrapFetchError(str(e)))
     agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust_root))
-    d = agent.request(b"GET", url.encode("ascii"), Headers({b"User-Agent": [b"txtunnels"]}))
+    d: Deferred[Any] = agent.request(b"GET", url.encode("ascii"), Headers({b"User-Agent": [b"txtunnels"]}))
 
     def got_response(response: Any) -> Deferred[bytes]:
         if response.code != 200:
@@ -177,11 +177,11 @@ class _LimitedBody(Protocol):
         if self.size > self.limit:
             if not self.done.called:
                 self.done.errback(BootstrapFetchError(f"bootstrap list exceeds {self.limit} bytes"))
-            self.transport.stopProducing()
+            self.transport.stopProducing()  # type: ignore[union-attr]
             return
         self.parts.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         if self.done.called:
             return
         if reason.check(ResponseDone):

@@ -84,7 +84,7 @@ class TunnelService(MultiService):
     def _start_node(self, fetched: list[tuple[bool, Any]]) -> Deferred[TunnelNode]:
         self._fetches = []
         peers = list(self.bootstrap)
-        for url, (ok, result) in zip(self.bootstrap_urls, fetched):
+        for url, (ok, result) in zip(self.bootstrap_urls, fetched, strict=True):
             if ok:
                 self.log.info("Bootstrap list {url}: {count} peers", url=url, count=len(result))
                 peers.extend(p for p in result if p not in peers)
@@ -93,7 +93,7 @@ class TunnelService(MultiService):
         if not peers:
             self.log.warn("No bootstrap peers: this node waits for others to find it")
         if not self.running:
-            raise _Stopped()
+            raise _StoppedError()
         return start_node(self.reactor, self.host, self.port, bootstrap=peers, settings=self.settings,
                           testnet=self.testnet, key_bin=self.key_bin)
 
@@ -115,7 +115,7 @@ class TunnelService(MultiService):
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        if failure.check(_Stopped):
+        if failure.check(_StoppedError):
             return
         self.log.failure("txtunnels node failed to start; stopping", failure, level=LogLevel.critical)
         if self.running and self.reactor.running:
@@ -171,5 +171,5 @@ class TunnelService(MultiService):
             self.log.info(STATUS_LINE, **status)
 
 
-class _Stopped(Exception):
+class _StoppedError(Exception):
     """The service was stopped before the node started."""

@@ -47,10 +47,10 @@ async def main(reactor: Any) -> None:
     try:
         for hops in (1, 2):
             community.build_tunnels(hops)                 # keep a pool of circuits of this length
-            await wait_until(reactor, lambda: community.tunnels_ready(hops) >= 1.0)
+            await wait_until(reactor, lambda h=hops: community.tunnels_ready(h) >= 1.0)
             circuit = community.active_data_circuits(hops)[0]
             community.tunnel_data(circuit, echo_address, "data", b"hello over %d hops" % hops)
-            await wait_until(reactor, lambda: len(replies) == hops)
+            await wait_until(reactor, lambda h=hops: len(replies) == h)
             print(f"{hops} hop(s): {replies[-1].decode()}")
     finally:
         for node in (client, relay, exit_node):
