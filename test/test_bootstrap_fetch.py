@@ -17,7 +17,10 @@ from twisted.web.static import Data
 
 from tunnels.bootstrap import (BootstrapFetchError, fetch_bootstrap_list, parse_address, parse_bootstrap_list,
                                trust_root_from_pem)
+from tunnels.node import new_key_bin, start_node
 from tunnels.runtime import as_future
+from tunnels.service import ServiceStopped, TunnelService
+from tunnels.settings import TunnelSettings
 
 from .util import async_test
 
@@ -127,6 +130,47 @@ class FetchTests(TestCase):
         with self.assertRaises(BootstrapFetchError) as caught:
             await as_future(fetch_bootstrap_list(reactor, f"http://localhost:{self.number}/list"))
         self.assertIn("https://", str(caught.exception))
+
+
+class ServiceBootstrapTests(TestCase):
+    """TunnelService fetches its bootstrap lists before starting the node."""
+
+    timeout = 20
+
+    @async_test
+    async def test_fetched_peers_used(self) -> None:
+        """Peers from a verified HTTPS list join the --bootstrap peers, and the node finds them."""
+        first = await as_future(start_node(reactor, "127.0.0.1", 0, testnet=True))
+        self.addCleanup(first.stop)
+        ca_key, ca_cert = make_ca("txtunnels test CA")
+        root = Resource()
+        root.putChild(b"list", Data(b"%s:%d\n" % (first.address[0].encode(), first.address[1]), "text/plain"))
+        server = ssl.PrivateCertificate.loadPEM(make_server_cert(ca_key, ca_cert, "localhost"))
+        port = reactor.listenSSL(0, Site(root), server.options(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        service = TunnelService(reactor, host="127.0.0.1", port=0, settings=TunnelSettings(), key_bin=new_key_bin(),
+                                testnet=True, status_interval=0, bootstrap=[("127.0.0.1", 1)],
+                                bootstrap_urls=[f"https://localhost:{port.getHost().port}/list"],
+                                trust_root=trust_root_from_pem(pem(ca_cert)))
+        service.startService()
+        self.addCleanup(service.stopService)
+        node = await as_future(service.when_running())
+        self.assertEqual(node.community.bootstrap_addresses, (("127.0.0.1", 1), first.address))
+
+    @async_test
+    async def test_stop_during_fetch(self) -> None:
+        """Stopping while a list is still being fetched cancels it and never starts a node."""
+        silent = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")    # accepts, never does TLS
+        self.addCleanup(silent.stopListening)
+        service = TunnelService(reactor, host="127.0.0.1", port=0, settings=TunnelSettings(), key_bin=new_key_bin(),
+                                testnet=True, status_interval=0,
+                                bootstrap_urls=[f"https://localhost:{silent.getHost().port}/list"])
+        service.startService()
+        waiting = service.when_running()
+        await as_future(service.stopService())
+        self.assertIsNone(service.node)
+        with self.assertRaises(ServiceStopped):
+            await as_future(waiting)
 
 
 class ParseTests(SynchronousTestCase):

@@ -6,13 +6,13 @@ import os
 import stat
 
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tunnels.keyfile import KEY_LENGTH, KeyFileError, load_key, load_or_create_key
 from tunnels.runtime import ReactorMismatch
-from tunnels.service import TunnelService
+from tunnels.service import TunnelService, leveled_logger
 from tunnels.socks5 import Socks5Service
 from tunnels.status import StatusService
 from tunnels.tap import Options, make_service, parse_port_list
@@ -171,3 +171,21 @@ class KeyFileTests(SynchronousTestCase):
         """A key file in a directory that does not exist cannot be created: KeyFileError."""
         path = os.path.join(self.mktemp(), "missing", "key")
         self.assertRaises(KeyFileError, load_or_create_key, path)
+
+
+class LogLevelTests(SynchronousTestCase):
+    """--log-level filters txtunnels' service messages."""
+
+    def test_threshold(self) -> None:
+        """A warn-level logger drops info events and passes warnings to the global publisher."""
+        seen: list[str] = []
+
+        def observer(event: dict[str, object]) -> None:
+            if event.get("log_namespace") == "tunnels.test":
+                seen.append(str(event["log_format"]))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        log = leveled_logger(LogLevel.warn, "tunnels.test")
+        log.info("status line")
+        log.warn("warning line")
+        self.assertEqual(seen, ["warning line"])

@@ -93,7 +93,7 @@ class TunnelService(MultiService):
         if not peers:
             self.log.warn("No bootstrap peers: this node waits for others to find it")
         if not self.running:
-            raise _StoppedError()
+            raise ServiceStopped()
         return start_node(self.reactor, self.host, self.port, bootstrap=peers, settings=self.settings,
                           testnet=self.testnet, key_bin=self.key_bin)
 
@@ -115,7 +115,7 @@ class TunnelService(MultiService):
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        if failure.check(_StoppedError):
+        if failure.check(ServiceStopped):
             return
         self.log.failure("txtunnels node failed to start; stopping", failure, level=LogLevel.critical)
         if self.running and self.reactor.running:
@@ -171,5 +171,5 @@ class TunnelService(MultiService):
             self.log.info(STATUS_LINE, **status)
 
 
-class _StoppedError(Exception):
-    """The service was stopped before the node started."""
+class ServiceStopped(Exception):
+    """The service was stopped before the node started (fails :meth:`TunnelService.when_running`)."""

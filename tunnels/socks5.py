@@ -379,7 +379,9 @@ class Socks5Protocol(Protocol):
         peer = self.transport.getPeer()
         association = UdpAssociation(self.server, peer.host, request.port)
         try:
-            association.port = self.server.reactor.listenUDP(0, association, interface=self.server.interface)
+            # A full-size buffer: Twisted's default (8192) would silently truncate larger datagrams.
+            association.port = self.server.reactor.listenUDP(0, association, interface=self.server.interface,
+                                                             maxPacketSize=65536)
         except Exception:
             self.transport.write(encode_reply(Reply.GENERAL_FAILURE))
             self._close()

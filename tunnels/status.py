@@ -7,11 +7,13 @@ lists the addresses of our hops or of the circuits we carry for others.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -94,11 +96,20 @@ def status_site(source: StatusSource) -> Site:
     return site
 
 
+def _is_loopback(interface: str) -> bool:
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return interface == "localhost"
+
+
 class StatusService(Service):
     """Listen for status requests on ``interface:port`` (127.0.0.1 by default).
 
     ``port`` 0 picks a free port; read it from :attr:`port` after start.
     """
+
+    log = Logger()
 
     def __init__(self, reactor: Any, source: StatusSource, port: int, interface: str = "127.0.0.1") -> None:
         self.reactor = reactor
@@ -117,6 +128,9 @@ class StatusService(Service):
         super().startService()
         self.listening = self.reactor.listenTCP(self.requested_port, status_site(self.source),
                                                 interface=self.interface)
+        if not _is_loopback(self.interface):
+            self.log.warn("The status endpoint on {interface}:{port} is reachable from other hosts",
+                          interface=self.interface, port=self.port)
 
     def stopService(self) -> Any:  # noqa: N802 (Twisted API)
         """Stop listening."""
