@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -27,14 +28,22 @@ def cpu_seconds():
 
 
 def base_stats(extra=None):
-    d = {"cpu": cpu_seconds(), "rss": rss_bytes(), "pid": os.getpid()}
+    d = {"cpu": cpu_seconds(), "rss": rss_bytes(), "pid": os.getpid(), "wall": time.monotonic()}
     if extra:
         d.update(extra)
     return d
 
 
+#: commands answered straight from the reader thread, so that a node whose event loop has a
+#: long queue of pending datagram callbacks still gives its counters at the moment asked (they
+#: only read or set plain counters and flags)
+DIRECT = frozenset({"stats", "reset", "bulk_stop", "sink_stats", "sink_reset", "ping"})
+
+
 class Control:
-    def __init__(self, loop, handlers, on_exit):
+    def __init__(self, loop, handlers, on_exit, direct=DIRECT):
+        self.direct = direct
+        self._wlock = threading.Lock()
         self.loop = loop
         self.handlers = dict(handlers)
         self.handlers.setdefault("ping", lambda: "pong")
@@ -49,8 +58,10 @@ class Control:
         return "bye"
 
     def write(self, obj):
-        self._out.write(json.dumps(obj) + "\n")
-        self._out.flush()
+        line = json.dumps(obj) + "\n"
+        with self._wlock:
+            self._out.write(line)
+            self._out.flush()
 
     def ready(self, **info):
         info["event"] = "ready"
@@ -71,7 +82,15 @@ class Control:
     def _reader(self):
         for line in sys.stdin:
             line = line.strip()
-            if line:
+            if not line:
+                continue
+            try:
+                cmd = json.loads(line).get("cmd")
+            except ValueError:
+                continue
+            if cmd in self.direct:
+                self._dispatch(line)
+            else:
                 self.loop.call_soon_threadsafe(self._dispatch, line)
         self.loop.call_soon_threadsafe(self.on_exit)
 

@@ -145,8 +145,8 @@ def bulk_once(a, sink, hops, size, cfg):
         sink.call("reset")
         time.sleep(cfg["measure"])
         s = sink.call("stats")
-        after = [n.call("stats") for n in chain]
         c1 = a.client.call("stats")
+        after = [n.call("stats") for n in chain]
         a.bulk_stop(handle)
     finally:
         try:
@@ -161,10 +161,10 @@ def bulk_once(a, sink, hops, size, cfg):
         cpu = e["cpu"] - b["cpu"]
         per_node.append({"cells": cells, "cpu": cpu,
                          "us_per_cell": cpu / cells * 1e6 if cells > 0 else None,
-                         "util": cpu / cfg["measure"]})
+                         "util": cpu / (e["wall"] - b["wall"])})
     return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"],
             "loss": (1 - s["packets"] / sent) if sent > 0 else None,
-            "client_util": (c1["cpu"] - c0["cpu"]) / cfg["measure"], "nodes": per_node}
+            "client_util": (c1["cpu"] - c0["cpu"]) / (c1["wall"] - c0["wall"]), "nodes": per_node}
 
 
 def scenario_bulk(adapters, sinks, res, cfg, detail):
