@@ -38,6 +38,8 @@ from .wire.cells import CELL_SIZE, CellType, TOKEN_SIZE
 from .wire.relay import MAX_MESSAGE_DATA, RelayCommand, encode_data
 
 Address = tuple[str, int]
+HIDDEN_SUFFIX = ".hidden"
+"""Names of hidden-service peers; reserved, never sent to an exit."""
 MAX_BUILDING = 4
 """Circuits of one hop count we build at the same time."""
 
@@ -141,6 +143,8 @@ class TunnelCommunity(Community):
         if not isinstance(destination, tuple) or len(destination) != 2:
             raise TypeError("destination must be a (host, port) tuple")
         host, port = destination
+        if isinstance(host, str) and host.endswith(HIDDEN_SUFFIX):
+            raise CircuitNotReady(f"no live connection to hidden-service peer {host}; such names never go to exits")
         if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
             target = ("0.0.0.0", port)
         else:
@@ -227,9 +231,13 @@ class TunnelCommunity(Community):
         return list(self.relay.joined)
 
     def candidates(self) -> list[Candidate]:
-        """Peers we could use as hops, from our own IPv8 view."""
+        """Peers we could use as hops, from our own IPv8 view (minus recently unresponsive ones)."""
         result = []
+        now = self.reactor.seconds()
+        avoid = self.origin.unresponsive
         for peer in self.get_peers():
+            if avoid.get(peer.mid, 0.0) > now:
+                continue
             flags = self.peer_flags.get(peer.mid)
             onion_key = _onion_key(peer)
             if flags and onion_key is not None:

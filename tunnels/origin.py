@@ -22,6 +22,8 @@ from .wire.relay import RelayCommand
 
 Address = tuple[str, int]
 DataHandler = Callable[[Circuit, Address, bytes], None]
+UNRESPONSIVE_PENALTY = 60.0
+"""Seconds we avoid a relay that left a circuit build unanswered."""
 
 
 class PathHop:
@@ -51,6 +53,8 @@ class OriginRole:
         self.circuits: dict[int, Circuit] = {}
         self.data_handlers: list[DataHandler] = []
         self.refusal_handlers: list[Callable[[Circuit, Address, str], None]] = []
+        self.unresponsive: dict[bytes, float] = {}
+        """Node ids that left a build unanswered, and until when we avoid them."""
         self.message_handlers: dict[int, Callable[[Circuit, bytes], None]] = {}
         """Handlers for further backward commands (hidden services register theirs)."""
 
@@ -198,6 +202,11 @@ class OriginRole:
             return
         circuit.state = CircuitState.CLOSED
         circuit.close_reason = reason
+        if reason == "build_timeout" and len(circuit.hops) < len(circuit.path):
+            silent = circuit.path[len(circuit.hops)].node_id
+            self.unresponsive[silent] = self.clock.seconds() + UNRESPONSIVE_PENALTY
+            if len(self.unresponsive) > 1024:
+                self.unresponsive.pop(next(iter(self.unresponsive)))
         self.circuits.pop(circuit.circuit_id, None)
         self.table.remove(circuit.first_hop, circuit.circuit_id)
         if notify:

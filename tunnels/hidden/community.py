@@ -37,7 +37,8 @@ from .messages import EstablishIntro, Introduce, IntroReply, RendezvousInfo
 Address = tuple[str, int]
 PeerCallback = Callable[[Address], None]
 INTRO_POINTS = 2
-INTRODUCE_TIMEOUT = 15.0
+INTRODUCE_TIMEOUT = 10.0
+"""Seconds an introduction, or a session that is not yet joined, may take."""
 PEER_PORT = 1024
 STATUS_OK, STATUS_BUSY = 0, 2
 _ZERO_NONCE = bytes(12)
@@ -56,6 +57,7 @@ class Session:
     member: bytes
     initiator: bool
     e2e: E2ESession
+    started: float = 0.0
     circuit: Circuit | None = None
     established: bool = False
 
@@ -90,8 +92,16 @@ class Registration:
     def member_id(self) -> bytes:
         return member_id(self.member_key)
 
-    def has_member(self, member: bytes) -> bool:
-        return member == self.member_id or any(s.member == member for s in self.sessions)
+    def sessions_with(self, member: bytes) -> list[Session]:
+        return [s for s in self.sessions if s.member == member]
+
+    def initiator_of(self, session: Session) -> bytes:
+        """The member id of whoever introduced itself for this session."""
+        return self.member_id if session.initiator else session.member
+
+    def wins_over(self, ours: bytes, theirs: Session) -> bool:
+        """Simultaneous introductions: the session whose initiator has the smaller id survives."""
+        return not theirs.established and ours < self.initiator_of(theirs)
 
 
 @dataclass(eq=False)
@@ -167,9 +177,9 @@ class HiddenTunnelCommunity(TunnelCommunity):
         for circuit in list(registration.intro_circuits):
             self.origin.close(circuit, "unregistered")
         for session in list(registration.sessions):
+            self._drop_session(session)
             if session.circuit is not None:
                 self.origin.close(session.circuit, "unregistered")
-            self._drop_session(session)
 
     def add_peer_lost_handler(self, handler: Callable[[Any, Address], None]) -> None:
         """Call ``handler(service_id, peer)`` when a connected member is lost."""
@@ -207,6 +217,12 @@ class HiddenTunnelCommunity(TunnelCommunity):
             if now - pending.started > INTRODUCE_TIMEOUT:
                 del self.pending[request_id]
                 self.stats.note("introduce_timeout")
+        for session in list(self.sessions_by_peer.values()):
+            if not session.established and now - session.started > INTRODUCE_TIMEOUT:
+                self.stats.note("session_join_timeout")
+                self._drop_session(session)
+                if session.circuit is not None:
+                    self.origin.close(session.circuit, "join_timeout")
         for registration in list(self.registrations.values()):
             if registration.findable:
                 self._maintain_intro_points(registration)
@@ -312,8 +328,11 @@ class HiddenTunnelCommunity(TunnelCommunity):
             if reason is not None or reply.cert[:32] != registration.service.public_key:
                 self.stats.note("hs_uncertified_member_refused")
                 return
+        if info.node_id == self.my_peer.mid:
+            self.stats.note("hs_rendezvous_at_self_refused")
+            return
         member = member_id(reply.member_key)
-        if registration.has_member(member):
+        if not self._make_room(registration, member, registration.member_id):
             self.stats.note("hs_already_connected")
             return
         session = Session(registration, _peer_address(), member, True, E2ESession(material, initiator=True))
@@ -335,7 +354,8 @@ class HiddenTunnelCommunity(TunnelCommunity):
         if registration is None or request.dht_key != registration.service.dht_key:
             self.stats.drop("introduce2_unknown_service")
             return
-        if registration.has_member(request.seeker_member):
+        if request.seeker_member == registration.member_id or \
+                not self._make_room(registration, request.seeker_member, request.seeker_member):
             self._intro_reply(intro_circuit, IntroReply(request.request_id, STATUS_BUSY))
             return
         try:
@@ -380,7 +400,24 @@ class HiddenTunnelCommunity(TunnelCommunity):
 
     # --- sessions -------------------------------------------------------------------------
 
+    def _make_room(self, registration: Registration, member: bytes, initiator: bytes) -> bool:
+        """Whether a new session with ``member``, introduced by ``initiator``, may start.
+
+        Both members may introduce themselves to each other at once; each side then keeps
+        the session introduced by the smaller member id and drops the other, so exactly one
+        survives.
+        """
+        existing = registration.sessions_with(member)
+        if not all(registration.wins_over(initiator, s) for s in existing):
+            return False
+        for session in existing:
+            if session.circuit is not None:
+                self.origin.close(session.circuit, "lost_tie_break")
+            self._drop_session(session)
+        return True
+
     def _add_session(self, session: Session) -> None:
+        session.started = self.reactor.seconds()
         session.registration.sessions.append(session)
         self.sessions_by_peer[session.peer] = session
 
@@ -408,13 +445,20 @@ class HiddenTunnelCommunity(TunnelCommunity):
         registration = session.registration
         twins = [s for s in registration.sessions if s is not session and s.member == session.member and s.established]
         if twins:
+            # Both members introduced themselves at once: one session survives, chosen the same way
+            # on both sides; the application keeps seeing one peer address for the member.
             mine = registration.member_id
-            keep = min([session] + twins, key=lambda s: mine if s.initiator else s.member)
-            for other in [session] + twins:
-                if other is not keep and other.circuit is not None:
-                    self.origin.close(other.circuit, "duplicate_session")
-            if keep is not session:
-                return
+            keep = min([session, *twins], key=lambda s: mine if s.initiator else s.member)
+            for other in [session, *twins]:
+                if other is not keep:
+                    self._drop_session(other)
+                    if other.circuit is not None:
+                        self.origin.close(other.circuit, "duplicate_session")
+            if keep is session:
+                self.sessions_by_peer.pop(session.peer, None)
+                session.peer = twins[0].peer
+                self.sessions_by_peer[session.peer] = session
+            return
         self.stats.note("hs_peers_connected")
         try:
             registration.callback(session.peer)
@@ -470,8 +514,8 @@ class HiddenTunnelCommunity(TunnelCommunity):
             except TunnelError:
                 self._dht_circuit = None
             else:
-                circuit.data_sink = lambda source, payload: self._dht_client.datagram_received(payload, source)
-        if circuit is None or not circuit.ready:
+                circuit.data_sink = self._dht_reply
+        if circuit is None or not circuit.ready or self._dht_client is None:
             self.stats.drop("dht_query_without_circuit")
             return
         try:
@@ -479,10 +523,21 @@ class HiddenTunnelCommunity(TunnelCommunity):
         except (TunnelError, ValueError):
             self.stats.drop("dht_query_unsendable")
 
+    def _dht_reply(self, source: Address, payload: bytes) -> None:
+        if self._dht_client is not None:
+            self._dht_client.datagram_received(payload, source)
+
     async def unload(self) -> None:
         """Leave every service, then unload as a :class:`TunnelCommunity`."""
         for registration in list(self.registrations.values()):
             self.unregister_service(registration.original_id)
+        client, self._dht_client = self._dht_client, None
+        if client is not None:
+            # Cancelling a lookup's queries lets it start new ones: close until none is pending.
+            for _ in range(256):
+                client.close()
+                if not len(client.client.pending):
+                    break
         await super().unload()
 
 
