@@ -138,7 +138,7 @@ def scenario_build(adapters, res, cfg):
 def bulk_once(a, sink, hops, size, cfg):
     handle, chain = a.open_circuit(hops)
     try:
-        a.bulk_start(handle, size, WINDOW)
+        a.bulk_start(handle, size, cfg["window"])
         time.sleep(cfg["warmup"])
         before = [n.call("stats") for n in chain]
         c0 = a.client.call("stats")
@@ -230,7 +230,7 @@ def scenario_hs(adapters, res, cfg):
                         times = a.hs_setup_times(hops, cfg["hs_samples"])
                         res.add("hidden-service setup, " + label, "ms", "lower", name,
                                 statistics.median(times) * 1000)
-                        r = a.hs_bulk(hops, 1024, WINDOW, cfg["warmup"], cfg["measure"])
+                        r = a.hs_bulk(hops, 1024, cfg["window"], cfg["warmup"], cfg["measure"])
                         res.add("hidden-service throughput, %s, 1 KiB" % label, "MB/s", "higher",
                                 name, r["mbps"])
                     except Unsupported:
@@ -250,6 +250,8 @@ def main(argv=None):
     p.add_argument("--scenario", default=",".join(SCENARIOS),
                    help="comma-separated, from: %s" % ", ".join(SCENARIOS))
     p.add_argument("--runs", type=int, help="runs per figure (default 3, --quick 1)")
+    p.add_argument("--window", type=int, default=WINDOW,
+                   help="packets in flight for the windowed sender (default %d)" % WINDOW)
     p.add_argument("--keep-logs", action="store_true", help="keep node logs (printed path)")
     args = p.parse_args(argv)
 
@@ -269,6 +271,7 @@ def main(argv=None):
                "mem_circuits": 1000, "hs_samples": 5}
     if args.runs:
         cfg["runs"] = args.runs
+    cfg["window"] = args.window
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -321,15 +324,17 @@ def main(argv=None):
         info["cpu"], info["cores"], info["platform"], v.pop("python"),
         ", ".join("%s %s" % kv for kv in sorted(v.items()))))
     v["python"] = platform.python_version()
-    out.write("Load average at start %s, at end %s; %s; %d run(s) per figure, medians shown; %.0f s\n\n" % (
-        " ".join("%.2f" % x for x in info["loadavg_start"]),
-        " ".join("%.2f" % x for x in info["loadavg_end"]), info["date"], cfg["runs"], info["duration_s"]))
+    out.write("Load average at start %s, at end %s; %s; %d run(s) per figure, medians shown; "
+              "window %d packets; %.0f s\n\n" % (
+                  " ".join("%.2f" % x for x in info["loadavg_start"]),
+                  " ".join("%.2f" % x for x in info["loadavg_end"]), info["date"], cfg["runs"],
+                  cfg["window"], info["duration_s"]))
     out.write(table(res, list(adapters), ours) + "\n")
     if "hs" in scen and not any(k.startswith("hidden") for k in res.order):
         out.write("\nhidden-service scenarios: pending (no adapter implements them yet)\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "config": dict(cfg, window=WINDOW), "ours": ours,
+            json.dump({"machine": info, "config": cfg, "ours": ours,
                        "results": res.to_json(), "bulk_detail": detail}, f, indent=1)
         log("wrote %s", args.json)
 

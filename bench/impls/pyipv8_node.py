@@ -387,7 +387,8 @@ class NodeApp:
     def stats(self):
         c = self.community
         extra = {"cells": COUNTERS["cells"], "sent": self.bulk.seq if self.bulk else 0,
-                 "joined": len(c.relay_from_to) + len(c.exit_sockets),
+                 # a relayed circuit has two RelayRoute entries (one per direction)
+                 "joined": len(c.relay_from_to) // 2 + len(c.exit_sockets),
                  "circuits": len(c.circuits)}
         if self.rust:
             extra["cells"] = self.rust_cells()
