@@ -278,10 +278,11 @@ class HiddenTunnelCommunity(TunnelCommunity):
     def _found(self, registration: Registration, found: list[Address]) -> None:
         if self.registrations.get(registration.service.dht_key) is not registration:
             return
-        own = {c.path[-1].address for c in registration.intro_circuits}
+        # Our own intro points are not skipped: in a swarm other members may share them, and an
+        # intro point never introduces a member to itself.
         now = self.reactor.seconds()
         for address in {(str(h), int(p)) for h, p in found}:
-            if address in own or now - registration.introduced.get(address, -1e18) < self.lookup_interval:
+            if now - registration.introduced.get(address, -1e18) < self.lookup_interval:
                 continue
             self._introduce(registration, address)
 

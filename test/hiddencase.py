@@ -1,0 +1,113 @@
+"""Base classes for hidden-service tests: a local network of HiddenTunnelCommunity nodes."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from tunnels.dht.node import DHTNode
+from tunnels.dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
+from tunnels.dht.testing import LOCAL_CONFIG, start_local_network, stop_all
+from tunnels.hidden.community import HiddenTunnelCommunity
+from tunnels.runtime import as_deferred, as_future
+from tunnels.settings import TunnelSettings
+from tunnels.testnet import LocalNetwork
+from test.util import wait_for
+
+Address = tuple[str, int]
+
+
+class Member:
+    """A client node registered (or about to be) in a service, with what it saw."""
+
+    def __init__(self, community: HiddenTunnelCommunity) -> None:
+        self.community = community
+        self.peers: list[Address] = []
+        self.lost: list[Address] = []
+        self.received: list[tuple[Address, bytes]] = []
+        community.add_data_handler(lambda circuit, source, payload: self.received.append((source, payload)))
+        community.add_peer_lost_handler(lambda service, peer: self.lost.append(peer))
+
+    def register(self, service_id: Any, hops: int = 1) -> None:
+        self.community.register_service(service_id, hops, self.peers.append)
+
+    def describe(self) -> str:
+        """The member's hidden-service state, for failure messages."""
+        c = self.community
+        lines = [f"member with {len(self.peers)} peers, {len(c.active_data_circuits())} data circuits, "
+                 f"{len(c.candidates())} candidates, {len(c.pending)} pending introductions"]
+        for reg in c.registrations.values():
+            lines.append(f"  intro circuits {len(reg.intro_circuits)} ({len(reg.established)} established), sessions "
+                         + str([(s.initiator, s.established, s.circuit.state.name if s.circuit else None)
+                                for s in reg.sessions]))
+        lines.append(f"  events {dict(c.stats.events)}")
+        lines.append(f"  drops {dict(c.stats.drops)}")
+        return "\n".join(lines)
+
+    def send(self, peer: Address, payload: bytes) -> None:
+        self.community.tunnel_data(self.community.active_data_circuits()[0], peer, "data", payload)
+
+
+class HiddenNetworkCase(TestCase):
+    """Relays, exits and ``clients`` members on 127.0.0.1 sharing an in-memory DHT."""
+
+    relays = 6
+    exits = 2
+    clients = 2
+    settings = TunnelSettings()
+    timeout = 90
+
+    def providers(self) -> Any:
+        store = MemoryDHTStore()
+        self.store = store
+        return lambda: MemoryDHTProvider(store)
+
+    def setUp(self) -> Deferred[None]:
+        return as_deferred(self._start())
+
+    async def _start(self) -> None:
+        self.net = LocalNetwork(reactor, relays=self.relays, exits=self.exits, clients=self.clients,
+                                settings=self.settings, community_class=HiddenTunnelCommunity,
+                                dht_providers=self.providers(), lookup_interval=1.0)
+        await self.net.start()
+        self.members = [Member(node.community) for node in self.net.clients]  # type: ignore[arg-type]
+
+    def tearDown(self) -> Deferred[None]:
+        return as_deferred(self.net.stop())
+
+    async def connected(self, *members: Member, count: int = 1, timeout: float = 30.0) -> None:
+        try:
+            await wait_for(lambda: all(len(m.peers) >= count for m in members), timeout, what="members to connect")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n" + "\n".join(m.describe() for m in members)) from None
+
+
+class MainlineNetworkCase(HiddenNetworkCase):
+    """As :class:`HiddenNetworkCase`, with every node on its own real BEP 5 node of a local DHT."""
+
+    dht_nodes = 6
+
+    async def _start(self) -> None:
+        self.dht = await as_future(start_local_network(reactor, self.dht_nodes))
+        self.own_dht: list[DHTNode] = []
+        total = self.relays + self.exits + self.clients
+        seeds = (self.dht[0].address, self.dht[1].address)
+        for _ in range(total):
+            node = DHTNode(reactor, dataclasses.replace(LOCAL_CONFIG, bootstrap=seeds))
+            await as_future(node.start(0, "127.0.0.1"))
+            self.own_dht.append(node)
+        await super()._start()
+
+    def providers(self) -> Any:
+        nodes = iter(self.own_dht)
+        return lambda: MainlineDHTProvider(next(nodes))
+
+    async def _stop(self) -> None:
+        await self.net.stop()
+        await as_future(stop_all(self.own_dht + self.dht))
+
+    def tearDown(self) -> Deferred[None]:
+        return as_deferred(self._stop())
