@@ -71,7 +71,8 @@ class WindowedSender:
         if kind != ACK_KIND:
             return
         self.acks += 1
-        if hi + 1 > self.acked:
+        # hi >= seq: an ack for an earlier flow (the sink's counters outlive a run): ignore it
+        if self.acked <= hi < self.seq:
             self.acked = hi + 1
             self.last_ack = time.monotonic()
             self.pump()

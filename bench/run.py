@@ -137,6 +137,7 @@ def scenario_build(adapters, res, cfg):
 
 def bulk_once(a, sink, hops, size, cfg):
     handle, chain = a.open_circuit(hops)
+    sink.call("reset")  # forget the previous flow's sequence numbers before the sender starts
     try:
         a.bulk_start(handle, size, cfg["window"])
         time.sleep(cfg["warmup"])
@@ -147,7 +148,7 @@ def bulk_once(a, sink, hops, size, cfg):
         s = sink.call("stats")
         c1 = a.client.call("stats")
         after = [n.call("stats") for n in chain]
-        a.bulk_stop(handle)
+        summary = a.bulk_stop(handle)
     finally:
         try:
             a.close_circuit(handle)
@@ -164,7 +165,8 @@ def bulk_once(a, sink, hops, size, cfg):
                          "util": cpu / (e["wall"] - b["wall"])})
     return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"],
             "loss": (1 - s["packets"] / sent) if sent > 0 else None,
-            "client_util": (c1["cpu"] - c0["cpu"]) / (c1["wall"] - c0["wall"]), "nodes": per_node}
+            "client_util": (c1["cpu"] - c0["cpu"]) / (c1["wall"] - c0["wall"]), "nodes": per_node,
+            "sender": summary}
 
 
 def scenario_bulk(adapters, sinks, res, cfg, detail):
@@ -228,6 +230,7 @@ def scenario_hs(adapters, res, cfg):
                     log("hidden service %s: %s (run %d)", name, label, run + 1)
                     try:
                         times = a.hs_setup_times(hops, cfg["hs_samples"])
+                        a.hs_reset_sink()
                         res.add("hidden-service setup, " + label, "ms", "lower", name,
                                 statistics.median(times) * 1000)
                         r = a.hs_bulk(hops, 1024, cfg["window"], cfg["warmup"], cfg["measure"])

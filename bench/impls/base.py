@@ -86,5 +86,8 @@ class Adapter:
         return {"mbps": payload MB/s delivered at the service, "pps": packets/s}."""
         raise Unsupported
 
+    def hs_reset_sink(self):
+        """Reset the hidden service's acking sink before a new flow."""
+
     def hs_close(self):
         """Stop whatever the hidden-service scenarios started."""

@@ -117,6 +117,7 @@ class PyIPv8Adapter(Adapter):
         name = self._hs_seed(hops)
         cid = self.hs_client.call("hs_connect", name=name, hops=hops, count=1, keep=True,
                                   timeout=60)["cid"]
+        self.hs_seeder.call("sink_reset")
         self.hs_client.call("hs_bulk_start", cid=cid, size=size, window=window)
         try:
             time.sleep(warmup)
@@ -126,6 +127,10 @@ class PyIPv8Adapter(Adapter):
         finally:
             self.hs_client.call("bulk_stop")
         return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"]}
+
+    def hs_reset_sink(self):
+        if getattr(self, "hs_seeder", None) is not None:
+            self.hs_seeder.call("sink_reset")
 
     def hs_close(self):
         for n in getattr(self, "hs_nodes", []):
