@@ -58,6 +58,8 @@ class Session:
     initiator: bool
     e2e: E2ESession
     started: float = 0.0
+    cookie: bytes = b""
+    """The single-use rendezvous cookie this session was joined with."""
     circuit: Circuit | None = None
     established: bool = False
 
@@ -288,7 +290,7 @@ class HiddenTunnelCommunity(TunnelCommunity):
 
     def _introduce(self, registration: Registration, intro: Address) -> None:
         known = next((c for c in self.candidates() if c.address == intro), None)
-        circuits = [c for c in self.active_data_circuits(registration.hops) if c.hops[-1].address != intro]
+        circuits = self._seek_circuits(registration.hops, intro)
         if known is None or not circuits:
             self.stats.note("introduce_postponed")
             return
@@ -300,6 +302,19 @@ class HiddenTunnelCommunity(TunnelCommunity):
                             private.public_key().public_bytes_raw(), intro, known.node_id)
         self.stats.note("introductions_sent")
         self.origin.send_message(self.rng.choice(circuits), RelayCommand.INTRODUCE1, message.encode())
+
+    def _seek_circuits(self, hops: int, intro: Address) -> list[Circuit]:
+        """Ready circuits to introduce ourselves through (the last hop only relays, it need not
+        be an exit); starts a relay-only one when there is none."""
+        mine = [c for c in self.origin.circuits.values()
+                if c.goal_hops == hops and c.purpose in ("data", "seek")]
+        ready = [c for c in mine if c.ready and c.hops[-1].address != intro]
+        if not ready and not any(c.purpose == "seek" and not c.ready for c in mine):
+            try:
+                self.start_circuit(hops, exit_data=False, purpose="seek")
+            except TunnelError:
+                self.stats.note("seek_circuit_unbuildable")
+        return ready
 
     def _on_introduce_ack(self, circuit: Circuit, data: bytes) -> None:
         try:
@@ -336,7 +351,8 @@ class HiddenTunnelCommunity(TunnelCommunity):
         if not self._make_room(registration, member, registration.member_id):
             self.stats.note("hs_already_connected")
             return
-        session = Session(registration, _peer_address(), member, True, E2ESession(material, initiator=True))
+        session = Session(registration, _peer_address(), member, True, E2ESession(material, initiator=True),
+                          cookie=info.cookie)
         self._add_session(session)
         candidate = Candidate(info.address, info.node_id, info.onion_key, PeerFlag.RELAY)
         d = self.create_circuit(registration.hops + 1, last_hop=candidate, exclude=frozenset({pending.intro_node_id}),
@@ -374,7 +390,7 @@ class HiddenTunnelCommunity(TunnelCommunity):
         point = self.rng.choice(options)
         cookie = secrets.token_bytes(20)
         session = Session(registration, _peer_address(), request.seeker_member, False,
-                          E2ESession(material, initiator=False))
+                          E2ESession(material, initiator=False), cookie=cookie)
         self._add_session(session)
         sealed = reply_cipher(material).encrypt(
             _ZERO_NONCE, RendezvousInfo(point.address, point.node_id, point.onion_key, cookie).encode(),
