@@ -1,18 +1,14 @@
 """Base classes for hidden-service tests: a local network of HiddenTunnelCommunity nodes."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from tunnels.dht.node import DHTNode
-from tunnels.dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
-from tunnels.dht.testing import LOCAL_CONFIG, start_local_network, stop_all
 from tunnels.hidden.community import HiddenTunnelCommunity
-from tunnels.runtime import as_deferred, as_future
+from tunnels.runtime import as_deferred
 from tunnels.settings import TunnelSettings
 from tunnels.testnet import LocalNetwork
 from test.util import wait_for
@@ -60,19 +56,17 @@ class HiddenNetworkCase(TestCase):
     settings = TunnelSettings()
     timeout = 90
 
-    def providers(self) -> Any:
-        store = MemoryDHTStore()
-        self.store = store
-        return lambda: MemoryDHTProvider(store)
+    dht = "memory"
 
     def setUp(self) -> Deferred[None]:
         return as_deferred(self._start())
 
     async def _start(self) -> None:
         self.net = LocalNetwork(reactor, relays=self.relays, exits=self.exits, clients=self.clients,
-                                settings=self.settings, community_class=HiddenTunnelCommunity,
-                                dht_providers=self.providers(), lookup_interval=1.0)
+                                settings=self.settings, community_class=HiddenTunnelCommunity, dht=self.dht,
+                                lookup_interval=1.0)
         await self.net.start()
+        self.store = self.net.dht_store
         self.members = [Member(node.community) for node in self.net.clients]  # type: ignore[arg-type]
 
     def tearDown(self) -> Deferred[None]:
@@ -88,26 +82,4 @@ class HiddenNetworkCase(TestCase):
 class MainlineNetworkCase(HiddenNetworkCase):
     """As :class:`HiddenNetworkCase`, with every node on its own real BEP 5 node of a local DHT."""
 
-    dht_nodes = 6
-
-    async def _start(self) -> None:
-        self.dht = await as_future(start_local_network(reactor, self.dht_nodes))
-        self.own_dht: list[DHTNode] = []
-        total = self.relays + self.exits + self.clients
-        seeds = (self.dht[0].address, self.dht[1].address)
-        for _ in range(total):
-            node = DHTNode(reactor, dataclasses.replace(LOCAL_CONFIG, bootstrap=seeds))
-            await as_future(node.start(0, "127.0.0.1"))
-            self.own_dht.append(node)
-        await super()._start()
-
-    def providers(self) -> Any:
-        nodes = iter(self.own_dht)
-        return lambda: MainlineDHTProvider(next(nodes))
-
-    async def _stop(self) -> None:
-        await self.net.stop()
-        await as_future(stop_all(self.own_dht + self.dht))
-
-    def tearDown(self) -> Deferred[None]:
-        return as_deferred(self._stop())
+    dht = "mainline"

@@ -23,9 +23,14 @@ async def run_demo(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     from .settings import TunnelSettings
     from .testnet import LocalNetwork
 
+    from .hidden.community import HiddenTunnelCommunity
+
     summary: dict[str, Any] = {"relays": args.relays, "exits": args.exits, "circuits": [], "ok": False}
-    net = LocalNetwork(reactor, relays=args.relays, exits=args.exits, settings=TunnelSettings(min_circuits=1))
-    _say(args, f"Starting {args.relays} relays, {args.exits} exits, 1 client and a UDP echo server on 127.0.0.1 ...")
+    net = LocalNetwork(reactor, relays=args.relays, exits=args.exits, clients=3,
+                       settings=TunnelSettings(min_circuits=1), community_class=HiddenTunnelCommunity,
+                       dht="mainline", lookup_interval=1.0)
+    _say(args, f"Starting a local mainline DHT, {args.relays} relays, {args.exits} exits, 3 clients and a UDP echo "
+               "server on 127.0.0.1 ...")
     started = time.monotonic()
     try:
         await net.start()
@@ -56,12 +61,45 @@ async def run_demo(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         while client.tunnels_ready(1) < 1.0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         summary["tunnels_ready_1_hop"] = client.tunnels_ready(1)
+        summary["hidden_service"] = await _hidden_service_demo(args, net)
         summary["joined_circuits"] = sum(len(node.community.joined_circuits) for node in net.nodes)
         summary["drops"] = sum(sum(node.community.stats.drops.values()) for node in net.nodes)
-        summary["ok"] = all(c["echo_ok"] for c in summary["circuits"]) and summary["tunnels_ready_1_hop"] >= 1.0
+        summary["ok"] = (all(c["echo_ok"] for c in summary["circuits"]) and summary["tunnels_ready_1_hop"] >= 1.0
+                         and summary["hidden_service"]["ok"])
     finally:
         await net.stop()
     return summary
+
+
+async def _hidden_service_demo(args: argparse.Namespace, net: Any) -> dict[str, Any]:
+    """Two members of a hidden service find each other through the DHT and exchange messages."""
+    alice, bob = net.clients[1].community, net.clients[2].community
+    peers: dict[str, list[Any]] = {"alice": [], "bob": []}
+    inbox: dict[str, list[bytes]] = {"alice": [], "bob": []}
+    alice.add_data_handler(lambda circuit, peer, payload: inbox["alice"].append(payload))
+    bob.add_data_handler(lambda circuit, peer, payload: inbox["bob"].append(payload))
+    _say(args, "  hidden service 'demo-swarm': two members register (1 hop each) and look each other up ...")
+    begun = time.monotonic()
+    alice.register_service("demo-swarm", 1, peers["alice"].append)
+    bob.register_service("demo-swarm", hops=1, callback=peers["bob"].append)
+    while not (peers["alice"] and peers["bob"]) and time.monotonic() - begun < 30:
+        await asyncio.sleep(0.05)
+    result: dict[str, Any] = {"connect_ms": None, "ok": False}
+    if not (peers["alice"] and peers["bob"]):
+        _say(args, "    FAILED: the members did not find each other within 30 s")
+        return result
+    result["connect_ms"] = round((time.monotonic() - begun) * 1000, 1)
+    _say(args, f"    connected through intro and rendezvous points in {result['connect_ms']:.0f} ms "
+               f"(alice sees bob as {peers['alice'][0][0]})")
+    alice.tunnel_data(alice.active_data_circuits()[0], peers["alice"][0], "data", "hello bob, from alice")
+    bob.tunnel_data(bob.active_data_circuits()[0], peers["bob"][0], "data", "hello alice, from bob")
+    deadline = time.monotonic() + 5
+    while not (inbox["alice"] and inbox["bob"]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    result["ok"] = inbox == {"alice": [b"hello alice, from bob"], "bob": [b"hello bob, from alice"]}
+    _say(args, f"    bob received {inbox['bob']!r}, alice received {inbox['alice']!r} "
+               f"({'end to end, encrypted' if result['ok'] else 'FAILED'})")
+    return result
 
 
 def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
@@ -73,6 +111,9 @@ def _print_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
     print(f"  {'hops':>4}  {'build (ms)':>10}  {'round trip (ms)':>15}  echo")
     for c in summary["circuits"]:
         print(f"  {c['hops']:>4}  {c['build_ms']:>10.1f}  {c['rtt_ms']:>15.1f}  {'ok' if c['echo_ok'] else 'FAILED'}")
+    hidden = summary.get("hidden_service", {})
+    print(f"  hidden service: members connected in {hidden.get('connect_ms')} ms, messages "
+          f"{'exchanged' if hidden.get('ok') else 'FAILED'}")
     print(f"  pool of 1-hop circuits ready: {summary.get('tunnels_ready_1_hop', 0):.0%}; "
           f"circuits relayed by the network: {summary.get('joined_circuits', 0)}; "
           f"dropped datagrams: {summary.get('drops', 0)}")

@@ -8,14 +8,17 @@ contacts any address but 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import replace
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
 
 from .community import TunnelCommunity
+from .dht.node import DHTNode
+from .dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
+from .dht.testing import LOCAL_CONFIG, start_local_network, stop_all
 from .node import TunnelNode, start_node
 from .runtime import as_future
 from .settings import TunnelSettings
@@ -36,19 +39,32 @@ class EchoServer(DatagramProtocol):
 
 
 class LocalNetwork:
-    """``relays`` plain relays, ``exits`` exit nodes and ``clients`` client nodes on 127.0.0.1."""
+    """``relays`` plain relays, ``exits`` exit nodes and ``clients`` client nodes on 127.0.0.1.
+
+    ``dht="memory"`` gives every node a :class:`MemoryDHTProvider` on one shared store;
+    ``dht="mainline"`` starts ``dht_nodes`` real BEP 5 nodes and gives every tunnel node its own
+    node and :class:`MainlineDHTProvider` (so every node can serve as an introduction point).
+    """
 
     def __init__(self, reactor: Any, relays: int = 4, exits: int = 2, clients: int = 1,
                  settings: TunnelSettings | None = None, client_settings: TunnelSettings | None = None,
                  community_class: type[TunnelCommunity] = TunnelCommunity, testnet: bool = True,
-                 dht_providers: Callable[[], Any] | None = None, **extra: Any) -> None:
+                 dht: str | None = None, dht_nodes: int = 6, **extra: Any) -> None:
         self.reactor = reactor
         self.counts = (relays, exits, clients)
         self.settings = settings or TunnelSettings()
         self.client_settings = client_settings or self.settings
         self.community_class = community_class
         self.testnet = testnet
-        self.dht_providers = dht_providers
+        if dht not in (None, "memory", "mainline"):
+            raise ValueError("dht must be None, 'memory' or 'mainline'")
+        self.dht = dht
+        self.dht_nodes = dht_nodes
+        self.dht_store = MemoryDHTStore()
+        """The shared store when ``dht="memory"``."""
+        self.dht_network: list[DHTNode] = []
+        """With ``dht="mainline"``: the standalone BEP 5 nodes, then one node per tunnel node."""
+        self._own_dht: list[DHTNode] = []
         self.extra = extra
         self.relays: list[TunnelNode] = []
         self.exits: list[TunnelNode] = []
@@ -74,8 +90,14 @@ class LocalNetwork:
     async def _node(self, settings: TunnelSettings) -> TunnelNode:
         bootstrap = [node.address for node in self.nodes]
         extra = dict(self.extra)
-        if self.dht_providers is not None:
-            extra["dht_provider"] = self.dht_providers()
+        if self.dht == "memory":
+            extra["dht_provider"] = MemoryDHTProvider(self.dht_store, HOST)
+        elif self.dht == "mainline":
+            seeds = tuple(node.address for node in self.dht_network[:2])
+            own = DHTNode(self.reactor, dataclasses.replace(LOCAL_CONFIG, bootstrap=seeds))
+            await as_future(own.start(0, HOST))
+            self._own_dht.append(own)
+            extra["dht_provider"] = MainlineDHTProvider(own)
         return await as_future(start_node(self.reactor, HOST, 0, bootstrap=bootstrap, settings=settings,
                                           testnet=self.testnet, community_class=self.community_class, **extra))
 
@@ -84,6 +106,8 @@ class LocalNetwork:
         self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST)
         relays, exits, clients = self.counts
         try:
+            if self.dht == "mainline":
+                self.dht_network = await as_future(start_local_network(self.reactor, self.dht_nodes))
             for _ in range(relays):
                 self.relays.append(await self._node(self.settings))
             for _ in range(exits):
@@ -117,6 +141,8 @@ class LocalNetwork:
         """Stop every node (destroying circuits) and the echo server."""
         for node in reversed(self.nodes):
             await as_future(node.stop())
+        await as_future(stop_all(self._own_dht + self.dht_network))
+        self._own_dht, self.dht_network = [], []
         if self._echo_port is not None:
             await as_future(self._echo_port.stopListening())
             self._echo_port = None
