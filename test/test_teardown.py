@@ -55,8 +55,8 @@ class DestroyTests(NetworkTestCase):
         await wait_for(lambda: circuit.state is CircuitState.CLOSED and not self.joined(), 5)
 
 
-class JoinLimitTests(NetworkTestCase):
-    settings = TunnelSettings(max_joined_circuits=3, max_joined_share=1.0)
+class _OneHopCase(NetworkTestCase):
+    """Builds 1-hop relay circuits to a chosen node."""
 
     async def _build_to(self, community, target, count):  # type: ignore[no-untyped-def]
         hop = next(c for c in community.candidates() if c.address == target.address)
@@ -64,6 +64,10 @@ class JoinLimitTests(NetworkTestCase):
                     for _ in range(count)]
         await wait_for(lambda: all(c.state is not CircuitState.EXTENDING for c in circuits), 5)
         return circuits
+
+
+class JoinLimitTests(_OneHopCase):
+    settings = TunnelSettings(max_joined_circuits=3, max_joined_share=1.0)
 
     @async_test
     async def test_max_joined_circuits(self) -> None:
@@ -80,17 +84,29 @@ class JoinLimitTests(NetworkTestCase):
         self.assertTrue(again[0].ready)
 
 
-class ShareLimitTests(JoinLimitTests):
+class ShareLimitTests(_OneHopCase):
     settings = TunnelSettings(max_joined_circuits=4, max_joined_share=0.5)
 
     @async_test
-    async def test_max_joined_circuits(self) -> None:
+    async def test_per_source_share(self) -> None:
         """One source address (every node here is 127.0.0.1) gets at most its share: 2 of 4."""
         target = self.net.relays[0]
         circuits = await self._build_to(self.client, target, 2)
         circuits += await self._build_to(self.net.relays[1].community, target, 1)
         self.assertEqual([c.ready for c in circuits], [True, True, False])
         self.assertEqual(target.community.stats.events["create_refused_source_share_exceeded"], 1)
+
+
+class CreateRateTests(_OneHopCase):
+    settings = TunnelSettings(create_rate=0.5, create_burst=2)
+
+    @async_test
+    async def test_create_rate_per_source(self) -> None:
+        """CREATEs from one source beyond the token bucket's burst are refused and counted."""
+        target = self.net.relays[0]
+        circuits = await self._build_to(self.client, target, 3)
+        self.assertEqual([c.ready for c in circuits], [True, True, False])
+        self.assertEqual(target.community.stats.events["create_refused_create_rate"], 1)
 
 
 class LimitTests(NetworkTestCase):
