@@ -69,15 +69,25 @@ class Control:
         self.write(info)
 
     def start(self):
-        t = threading.Thread(target=self._reader, daemon=True)
-        t.start()
-        self._watch_parent()
+        self._ppid = os.getppid()
+        threading.Thread(target=self._reader, daemon=True).start()
+        threading.Thread(target=self._watch_parent, daemon=True).start()
+
+    def _die(self):
+        """Stop politely through the loop; if the loop is too busy to do it within a second
+        (a backlog of datagram callbacks), leave anyway."""
+        try:
+            self.loop.call_soon_threadsafe(self.on_exit)
+        except RuntimeError:
+            pass
+        time.sleep(1.0)
+        os._exit(0)
 
     def _watch_parent(self):
-        if os.getppid() == 1:
-            self.on_exit()
-            return
-        self.loop.call_later(1.0, self._watch_parent)
+        # the harness died without closing our stdin (should not happen, but never linger)
+        while os.getppid() == self._ppid:
+            time.sleep(0.5)
+        self._die()
 
     def _reader(self):
         for line in sys.stdin:
@@ -92,7 +102,7 @@ class Control:
                 self._dispatch(line)
             else:
                 self.loop.call_soon_threadsafe(self._dispatch, line)
-        self.loop.call_soon_threadsafe(self.on_exit)
+        self._die()
 
     def _dispatch(self, line):
         try:
