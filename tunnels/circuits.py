@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .crypto.onion import MAX_SEQ, HopKeys, new_counter
 from .crypto.replay import ReplayWindow
+from .flow import FlowWindow
 from .wire.cells import CELL_SIZE
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Circuit:
         self.close_reason: str | None = None
         self.data_sink: Any = None
         """If set, ``data_sink(source, payload)`` receives this circuit's DATA instead of the handlers."""
+        self.flow = FlowWindow()
 
     @property
     def first_hop(self) -> Address:
@@ -122,7 +124,7 @@ class JoinedCircuit:
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
                  "keys", "fwd_window", "bwd_seq", "created", "cells", "cells_at_sweep", "idle_since",
-                 "extending", "exit", "is_relay_end", "source_key")
+                 "extending", "exit", "source_key", "flow")
 
     def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, keys: HopKeys, now: float) -> None:
         self.prev_address = prev_address
@@ -141,6 +143,7 @@ class JoinedCircuit:
         self.extending = False
         self.exit: Any = None
         self.source_key = prev_address[0]
+        self.flow = FlowWindow()
 
     def next_bwd_seq(self) -> int:
         """Claim the next backward sequence number."""

@@ -136,6 +136,8 @@ class TunnelCommunity(Community):
         host may be an IP literal or a name the exit resolves; ``""`` means the
         unspecified address, as in socket calls (exits refuse it).  Raises
         :class:`CircuitNotReady`, ``TypeError`` or ``ValueError`` before any I/O.
+        Like a UDP socket it never blocks: beyond the circuit's flow-control window and
+        queue (:mod:`tunnels.flow`) a datagram is dropped and counted (``flow_queue_full``).
         """
         if message_type != "data":
             raise ValueError(f"unknown message type {message_type!r}; only 'data' is defined")
@@ -157,7 +159,7 @@ class TunnelCommunity(Community):
             raise CircuitNotReady("not one of this community's circuits")
         if not circuit.ready:
             raise CircuitNotReady(f"{circuit!r} is not ready")
-        self.origin.send_message(circuit, RelayCommand.DATA, message)
+        self.origin.send_data(circuit, RelayCommand.DATA, message)
 
     # --- receiving and events -------------------------------------------------------------
 

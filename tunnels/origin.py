@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.logger import Logger
@@ -120,6 +121,13 @@ class OriginRole:
         circuit.last_sent = self.clock.seconds()
         self.send(circuit.first_hop, relay_prefix(circuit.circuit_id) + payload)
 
+    def send_data(self, circuit: Circuit, command: RelayCommand, data: bytes) -> bool:
+        """Send data (DATA or E2E) within the flow-control window; False if dropped (queue full)."""
+        if circuit.flow.offer((command, data), partial(self.send_message, circuit)):
+            return True
+        self.stats.drop("flow_queue_full")
+        return False
+
     # --- receiving ----------------------------------------------------------------------
 
     def on_relay(self, circuit: Circuit, cell: bytes) -> None:
@@ -146,6 +154,8 @@ class OriginRole:
         except DecodeError:
             self.stats.drop("malformed_message")
             return
+        if command in msg.WINDOWED and circuit.ready and circuit.flow.on_data():
+            self.send_message(circuit, RelayCommand.SENDME, b"")
         self._dispatch(circuit, command, data)
 
     def _dispatch(self, circuit: Circuit, command: int, data: bytes) -> None:
@@ -170,6 +180,10 @@ class OriginRole:
                 _call_isolated(self.log, handler, circuit, source, payload)
         elif command == RelayCommand.PONG:
             pass
+        elif command == RelayCommand.SENDME and circuit.ready:
+            if not circuit.flow.on_sendme(partial(self.send_message, circuit)):
+                self.stats.drop("unexpected_sendme")
+                self.close(circuit, "protocol")
         elif command == RelayCommand.EXTENDED and circuit.pending is not None and circuit.hops:
             try:
                 self._add_hop(circuit, Created.decode(data))

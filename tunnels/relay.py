@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -137,6 +138,11 @@ class RelayRole:
         self.send(circuit.prev_address,
                   relay_prefix(circuit.prev_id) + originate_backward(circuit.keys, circuit.next_bwd_seq(), body))
 
+    def reply_data(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
+        """Send data (DATA or E2E) to the originator within the circuit's flow-control window."""
+        if not circuit.flow.offer((command, data), partial(self.reply, circuit)):
+            self.stats.drop("flow_queue_full")
+
     def at_end(self, circuit: JoinedCircuit, body: bytes) -> None:
         """Act on a relay message addressed to us as the circuit's last hop."""
         try:
@@ -144,12 +150,18 @@ class RelayRole:
         except DecodeError:
             self.stats.drop("malformed_message")
             return
+        if command in msg.WINDOWED and circuit.flow.on_data():
+            self.reply(circuit, RelayCommand.SENDME, b"")
         if command == RelayCommand.DATA:
             self.exit_data(circuit, data)
         elif command == RelayCommand.PING:
             self.reply(circuit, RelayCommand.PONG, data[:8])
         elif command == RelayCommand.EXTEND:
             self.extend(circuit, data)
+        elif command == RelayCommand.SENDME:
+            if not circuit.flow.on_sendme(partial(self.reply, circuit)):
+                self.stats.drop("unexpected_sendme")
+                self.destroy(circuit, "protocol")
         elif command in msg.HIDDEN_FORWARD and self.hidden is not None:
             self.hidden.on_message(circuit, command, data)
         elif command in msg.BACKWARD_COMMANDS:
@@ -229,7 +241,7 @@ class RelayRole:
     def exit_reply(self, circuit: JoinedCircuit, source: Address, payload: bytes) -> None:
         """A destination answered through our exit socket: send it to the originator."""
         if circuit in self.joined:
-            self.reply(circuit, RelayCommand.DATA, msg.encode_data(source, payload))
+            self.reply_data(circuit, RelayCommand.DATA, msg.encode_data(source, payload))
 
     # --- teardown and limits ------------------------------------------------------------
 

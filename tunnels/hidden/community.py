@@ -203,7 +203,7 @@ class HiddenTunnelCommunity(TunnelCommunity):
             raise ValueError(f"payload too large for one cell (at most {MAX_MESSAGE_DATA - OVERHEAD} bytes to a peer)")
         if not session.established or session.circuit is None or not session.circuit.ready:
             raise CircuitNotReady("the connection to this peer is not established")
-        self.origin.send_message(session.circuit, RelayCommand.E2E, session.e2e.seal(bytes(data)))
+        self.origin.send_data(session.circuit, RelayCommand.E2E, session.e2e.seal(bytes(data)))
 
     # --- maintenance ----------------------------------------------------------------------
 

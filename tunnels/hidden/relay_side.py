@@ -72,7 +72,7 @@ class HiddenRelay:
                 if partner is None:
                     self.stats.drop("e2e_not_spliced")
                 else:
-                    self.relay.reply(partner, RelayCommand.E2E, data)
+                    self.relay.reply_data(partner, RelayCommand.E2E, data)
             elif command == RelayCommand.ESTABLISH_INTRO:
                 self.establish_intro(circuit, EstablishIntro.decode(data))
             elif command == RelayCommand.INTRODUCE1:

@@ -45,15 +45,19 @@ class RelayCommand(IntEnum):
     JOIN = 16                    # seeker -> rendezvous point
     JOINED = 17                  # rendezvous point -> both
     E2E = 18                     # both ways: end-to-end sealed data through a rendezvous point
+    SENDME = 19                  # both ways: the receiver consumed SENDME_EVERY data cells
 
 
-FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING,
+FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING, RelayCommand.SENDME,
                               RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                               RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED, RelayCommand.DATA,
                                RelayCommand.DATA_REFUSED, RelayCommand.PONG, RelayCommand.INTRO_ESTABLISHED,
                                RelayCommand.INTRODUCE_ACK, RelayCommand.INTRODUCE2,
-                               RelayCommand.RENDEZVOUS_ESTABLISHED, RelayCommand.JOINED, RelayCommand.E2E})
+                               RelayCommand.RENDEZVOUS_ESTABLISHED, RelayCommand.JOINED, RelayCommand.E2E,
+                               RelayCommand.SENDME})
+WINDOWED = frozenset({RelayCommand.DATA, RelayCommand.E2E})
+"""Commands that count against a circuit's flow-control window (see :mod:`tunnels.flow`)."""
 HIDDEN_FORWARD = frozenset({RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                             RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 

@@ -1,0 +1,61 @@
+# -*- test-case-name: test.test_flow -*-
+"""Circuit flow control: SENDME windows per circuit and direction (after tor-spec 7.3).
+
+A sender may have at most :data:`SEND_WINDOW` data cells (DATA and E2E) unacknowledged; the
+receiving end of the circuit answers every :data:`SENDME_EVERY` data cells with a SENDME.
+SENDMEs travel inside authenticated, replay-protected cells, so only the real receiver
+can open the window (prop 289's concern); a SENDME that would open it beyond its size
+ends the circuit.  Data offered while the window is closed waits in a bounded queue;
+beyond that it is dropped at the sender and counted, so a sender faster than the path
+loses data where it is visible instead of in relays' socket buffers.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+SEND_WINDOW = 512
+SENDME_EVERY = 64
+QUEUE_LIMIT = 1024
+
+Message = tuple[int, bytes]
+
+
+class FlowWindow:
+    """Both halves of one end's flow control: what we may send, and when we owe a SENDME."""
+
+    __slots__ = ("window", "queue", "received")
+
+    def __init__(self) -> None:
+        self.window = SEND_WINDOW
+        self.queue: deque[Message] | None = None
+        self.received = 0
+
+    def offer(self, message: Message, send: Callable[[int, bytes], None]) -> bool:
+        """Send now if the window allows, else queue; False when the queue is full (dropped)."""
+        if self.window > 0 and not self.queue:
+            self.window -= 1
+            send(*message)
+            return True
+        if self.queue is None:
+            self.queue = deque()
+        if len(self.queue) >= QUEUE_LIMIT:
+            return False
+        self.queue.append(message)
+        return True
+
+    def on_sendme(self, send: Callable[[int, bytes], None]) -> bool:
+        """Open the window; False if the peer acknowledged more than we sent (violation)."""
+        self.window += SENDME_EVERY
+        if self.window > SEND_WINDOW:
+            return False
+        queue = self.queue
+        while queue and self.window > 0:
+            self.window -= 1
+            send(*queue.popleft())
+        return True
+
+    def on_data(self) -> bool:
+        """Count a received data cell; True when a SENDME is due."""
+        self.received += 1
+        return self.received % SENDME_EVERY == 0
