@@ -119,21 +119,67 @@ class Circuit:
         return f"<Circuit {self.circuit_id:08x} {self.state.name} {self.hop_count}/{self.goal_hops} hops>"
 
 
+class KeyCache:
+    """Cipher contexts (about 11 KB a circuit) only for the joined circuits that carry traffic.
+
+    A joined circuit keeps its 192 bytes of key material; its :class:`HopKeys` are built on
+    its first cell and kept while it stays busy, at most ``capacity`` at a time.  Eviction
+    is CLOCK (second chance): a hit only sets ``key_used``, so the per-cell cost is one
+    attribute store, and an idle circuit costs about 1 KB instead of 11 KB.
+    """
+
+    def __init__(self, capacity: int = 128) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self.ring: list[JoinedCircuit] = []
+        self.hand = 0
+
+    def keys(self, circuit: JoinedCircuit) -> HopKeys:
+        """The circuit's cipher contexts, building them (and evicting another's) if needed."""
+        keys = circuit.hop_keys
+        if keys is None:
+            keys = circuit.hop_keys = HopKeys(circuit.material)
+            if len(self.ring) < self.capacity:
+                self.ring.append(circuit)
+            else:
+                self._replace_victim(circuit)
+        circuit.key_used = True
+        return keys
+
+    def _replace_victim(self, circuit: JoinedCircuit) -> None:
+        ring, hand = self.ring, self.hand
+        while True:
+            victim = ring[hand]
+            if victim.key_used and victim.hop_keys is not None and victim is not circuit:
+                victim.key_used = False
+                hand = (hand + 1) % self.capacity
+                continue
+            if victim is not circuit:
+                victim.hop_keys = None
+            ring[hand] = circuit
+            self.hand = (hand + 1) % self.capacity
+            return
+
+
 class JoinedCircuit:
     """A circuit of someone else that we relay (and maybe exit) for."""
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
-                 "keys", "fwd_window", "bwd_seq", "created", "cells", "cells_at_sweep", "idle_since",
-                 "extending", "exit", "source_key", "flow")
+                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells",
+                 "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow")
 
-    def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, keys: HopKeys, now: float) -> None:
+    def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, material: bytes, now: float) -> None:
         self.prev_address = prev_address
         self.prev_id = prev_id
         self.prev_token = prev_token
         self.next_address: Address | None = None
         self.next_id = 0
         self.next_token = b""
-        self.keys = keys
+        self.material = material
+        """The 192 bytes of key material; cipher contexts are built from it on demand (KeyCache)."""
+        self.hop_keys: HopKeys | None = None
+        self.key_used = False
         self.fwd_window = ReplayWindow()
         self.bwd_seq = new_counter()
         self.created = now

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from .circuits import JoinedCircuit
+from .circuits import JoinedCircuit, KeyCache
 from .crypto import ntor
-from .crypto.onion import HEADER_SIZE, HopKeys, IntegrityError, ReplayError, add_backward, originate_backward, \
+from .crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backward, originate_backward, \
     peel_forward
 from .errors import DecodeError, HandshakeError
 from .ratelimit import KeyedTokenBuckets, ShareLimiter
@@ -61,6 +61,7 @@ class RelayRole:
         self.extend_allowed = extend_allowed
         self.open_exit = open_exit
         self.joined: set[JoinedCircuit] = set()
+        self.key_cache = KeyCache()
         self.hidden: Any = None
         """The :class:`~tunnels.hidden.relay_side.HiddenRelay` duties, set by the community."""
         self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
@@ -99,7 +100,7 @@ class RelayRole:
             self.stats.note("create_refused_handshake")
             self.send(source, frame(CellType.DESTROY, circuit_id, create.token))
             return
-        circuit = JoinedCircuit(source, circuit_id, create.token, HopKeys(material), self.clock.seconds())
+        circuit = JoinedCircuit(source, circuit_id, create.token, material, self.clock.seconds())
         self.table.add(source, circuit_id, Role.FROM_PREV, circuit)
         self.joined.add(circuit)
         self.stats.note("circuits_joined")
@@ -110,7 +111,7 @@ class RelayRole:
     def forward(self, circuit: JoinedCircuit, cell: bytes) -> None:
         """A forward cell from the previous hop: peel our layer, pass it on or act on it."""
         try:
-            seq, payload = peel_forward(circuit.keys, circuit.fwd_window, cell[6:])
+            seq, payload = peel_forward(self.key_cache.keys(circuit), circuit.fwd_window, cell[6:])
         except ReplayError:
             self.stats.drop("replay")
             return
@@ -128,15 +129,15 @@ class RelayRole:
     def backward(self, circuit: JoinedCircuit, cell: bytes) -> None:
         """A backward cell from the next hop: add our layer and pass it towards the originator."""
         circuit.cells += 1
-        self.send(circuit.prev_address,
-                  relay_prefix(circuit.prev_id) + add_backward(circuit.keys, circuit.next_bwd_seq(), cell[6:]))
+        self.send(circuit.prev_address, relay_prefix(circuit.prev_id) +
+                  add_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), cell[6:]))
 
     def reply(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
         """Send a relay message to the originator (we are the last hop)."""
         circuit.cells += 1
         body = msg.encode_message(command, data)
-        self.send(circuit.prev_address,
-                  relay_prefix(circuit.prev_id) + originate_backward(circuit.keys, circuit.next_bwd_seq(), body))
+        self.send(circuit.prev_address, relay_prefix(circuit.prev_id) +
+                  originate_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), body))
 
     def reply_data(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
         """Send data (DATA or E2E) to the originator within the circuit's flow-control window."""
@@ -261,6 +262,7 @@ class RelayRole:
         if circuit not in self.joined:
             return
         self.joined.discard(circuit)
+        circuit.hop_keys = None
         if self.hidden is not None:
             self.hidden.forget(circuit)
         self.shares.release(circuit.source_key)
