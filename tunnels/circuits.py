@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .crypto.onion import MAX_SEQ, HopKeys, new_counter
 from .crypto.replay import ReplayWindow
+from .wire.cells import relay_prefix
 from .flow import FlowWindow
 from .wire.cells import CELL_SIZE
 
@@ -167,7 +168,8 @@ class JoinedCircuit:
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
                  "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells",
-                 "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow")
+                 "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
+                 "next_prefix")
 
     def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, material: bytes, now: float) -> None:
         self.prev_address = prev_address
@@ -190,6 +192,9 @@ class JoinedCircuit:
         self.exit: Any = None
         self.source_key = prev_address[0]
         self.flow = FlowWindow()
+        self.prev_prefix = relay_prefix(prev_id)
+        """Link header of RELAY cells towards the previous hop (precomputed: the per-cell path)."""
+        self.next_prefix = b""
 
     def next_bwd_seq(self) -> int:
         """Claim the next backward sequence number."""

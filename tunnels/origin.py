@@ -13,12 +13,11 @@ from .circuits import Circuit, CircuitState, Hop
 from .crypto import ntor
 from .crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
 from .errors import CircuitBuildFailed, DecodeError, HandshakeError
-from .relay import relay_prefix
 from .routing import LinkTable, Role
 from .settings import TunnelSettings
 from .stats import Stats
 from .wire import relay as msg
-from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame
+from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
 from .wire.relay import RelayCommand
 
 Address = tuple[str, int]

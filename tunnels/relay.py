@@ -21,7 +21,7 @@ from .errors import DecodeError, HandshakeError
 from .ratelimit import KeyedTokenBuckets, ShareLimiter
 from .routing import LinkTable, Role
 from .wire import relay as msg
-from .wire.cells import CELL_MARK, TOKEN_SIZE, CellType, Create, Created, frame
+from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
 from .wire.relay import RelayCommand
 
 if TYPE_CHECKING:
@@ -31,13 +31,6 @@ if TYPE_CHECKING:
     from .stats import Stats
 
 Address = tuple[str, int]
-_RELAY_PREFIX = bytes((CELL_MARK, CellType.RELAY))
-
-
-def relay_prefix(circuit_id: int) -> bytes:
-    """The 6 link-header bytes of a RELAY cell on ``circuit_id``."""
-    return _RELAY_PREFIX + circuit_id.to_bytes(4, "big")
-
 
 class RelayRole:
     """Circuits we carry for others: CREATE, forwarding both ways, EXTEND, exit, teardown."""
@@ -122,21 +115,21 @@ class RelayRole:
         circuit.fwd_window.mark(seq)
         circuit.cells += 1
         if circuit.next_address is not None and not circuit.extending:
-            self.send(circuit.next_address, relay_prefix(circuit.next_id) + payload)
+            self.send(circuit.next_address, circuit.next_prefix + payload)
         else:
             self.at_end(circuit, payload[HEADER_SIZE:])
 
     def backward(self, circuit: JoinedCircuit, cell: bytes) -> None:
         """A backward cell from the next hop: add our layer and pass it towards the originator."""
         circuit.cells += 1
-        self.send(circuit.prev_address, relay_prefix(circuit.prev_id) +
+        self.send(circuit.prev_address, circuit.prev_prefix +
                   add_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), cell[6:]))
 
     def reply(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
         """Send a relay message to the originator (we are the last hop)."""
         circuit.cells += 1
         body = msg.encode_message(command, data)
-        self.send(circuit.prev_address, relay_prefix(circuit.prev_id) +
+        self.send(circuit.prev_address, circuit.prev_prefix +
                   originate_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), body))
 
     def reply_data(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
@@ -201,6 +194,7 @@ class RelayRole:
         next_id = self.table.new_id(target)
         token = secrets.token_bytes(TOKEN_SIZE)
         circuit.next_address, circuit.next_id, circuit.next_token = target, next_id, token
+        circuit.next_prefix = relay_prefix(next_id)
         circuit.extending = True
         self.table.add(target, next_id, Role.FROM_NEXT, circuit)
         self.send(target, frame(CellType.CREATE, next_id,

@@ -2,7 +2,7 @@
 """TunnelSettings: the seed's policy knobs as a frozen, validated value."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 MAX_HOPS = 5
 """Longest circuit the cell header can carry (see doc/protocol.md)."""

@@ -120,8 +120,9 @@ def wrap_forward(hops: Sequence[HopKeys], seqs: Sequence[int], body: bytes) -> b
     for i in range(n - 1):
         tail = hops[i].fwd_hdr_dec.update(tail) + hops[i].filler(seq8s[i])
     rest = secrets.token_bytes(HEADER_SIZE - SLOT - len(tail)) + tail
+    header = b""
     for i in range(n - 1, -1, -1):
-        if i < n - 1:
+        if header:  # hop i sees hop i+1's header, minus the slot it will append itself
             rest = hops[i].fwd_hdr_enc.update(header[:-SLOT])
         sealed = hops[i].fwd_aead.encrypt(_nonce(seq8s[i]), body, rest)
         body = sealed[:-16]

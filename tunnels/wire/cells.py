@@ -48,6 +48,11 @@ def new_circuit_id() -> int:
             return cid
 
 
+def relay_prefix(circuit_id: int) -> bytes:
+    """The 6 link-header bytes of a RELAY cell on ``circuit_id``."""
+    return bytes((CELL_MARK, CellType.RELAY)) + circuit_id.to_bytes(4, "big")
+
+
 def frame(cell_type: CellType, circuit_id: int, payload: bytes) -> bytes:
     """Build a full cell; ``payload`` is padded with random bytes to the cell size."""
     if len(payload) > PAYLOAD_SIZE:
