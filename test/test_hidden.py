@@ -6,12 +6,12 @@ import secrets
 
 from tunnels.circuits import CircuitState
 from tunnels.errors import CircuitNotReady
-from tunnels.hidden.community import HiddenTunnelCommunity, NoDHTProvider
+from tunnels.hidden.community import NoDHTProvider
 from tunnels.hidden.keys import ServiceKey, parse_service_id
 from tunnels.hidden.messages import EstablishIntro, Introduce
 from tunnels.runtime import as_future
 from tunnels.wire.relay import RelayCommand
-from test.hiddencase import HiddenNetworkCase, MainlineNetworkCase, Member
+from test.hiddencase import HiddenNetworkCase, MainlineNetworkCase
 from test.util import async_test, wait_for
 
 

@@ -9,7 +9,6 @@ from twisted.internet.protocol import DatagramProtocol
 
 from tunnels.circuits import CircuitState
 from tunnels.errors import CircuitBuildFailed
-from tunnels.runtime import as_future
 from tunnels.wire.cells import CELL_MARK, CELL_SIZE, CellType, Create, frame
 from test.netcase import NetworkTestCase
 from test.util import async_test, wait_for
