@@ -180,3 +180,33 @@ class ProductionRulesTests(NetworkTestCase):
         # 127.0.0.1 is both loopback and the exit's own address; either rule refuses it.
         self.assertIn(refusals[0], ("exit's own address", "loopback"))
         self.assertEqual(self.net.echo.received, [])
+
+
+class CounterAndRandomnessTests(NetworkTestCase):
+    @async_test
+    async def test_counters_end_the_circuit_before_wrapping(self) -> None:
+        """A forward counter at the limit closes our circuit; a relay's backward counter likewise."""
+        from tunnels.crypto.onion import MAX_SEQ
+        circuit = await self.build(2)
+        circuit.hops[1].fwd_seq = MAX_SEQ - 1
+        self.client.tunnel_data(circuit, self.net.echo_address, "data", b"x")
+        self.assertEqual((circuit.state, circuit.close_reason), (CircuitState.CLOSED, "counter_exhausted"))
+        other = await self.build(1)
+        community, joined = next((n.community, j) for n in self.net.nodes for j in n.community.joined_circuits
+                                 if n.address == other.hops[0].address)
+        joined.bwd_seq = MAX_SEQ
+        community.relay.sweep()
+        self.assertNotIn(joined, community.joined_circuits)
+        self.assertEqual(community.stats.events["joined_closed_counter_exhausted"], 1)
+
+    @async_test
+    async def test_identifiers_never_use_the_random_module(self) -> None:
+        """Circuit ids, tokens and keys come from the OS CSPRNG: building works with random's functions broken."""
+        import random
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise AssertionError("module-level random used for a protocol identifier")
+        for name in ("random", "getrandbits", "randbytes", "randrange", "randint", "choice"):
+            self.patch(random, name, broken)
+        circuit = await self.build(3)
+        self.assertEqual(await self.echo_round_trip(circuit, b"csprng"), [b"csprng"])
