@@ -14,6 +14,7 @@ EXPECTED = {
     "embed_client.py": "2 hop(s): hello over 2 hops",
     "socks5_udp.py": "echo: hello through SOCKS5",
     "relay_service.py": "relay status: {'state': 'running'",
+    "hidden_service.py": "bob got 'my message to this peer', alice got 'hello back'",
 }
 
 
@@ -44,6 +45,10 @@ class ExamplesTests(SynchronousTestCase):
     def test_relay_service(self) -> None:
         """relay_service.py runs TunnelServices and reads the JSON status."""
         self.check("relay_service.py")
+
+    def test_hidden_service(self) -> None:
+        """hidden_service.py: two members meet through a local mainline DHT and exchange messages."""
+        self.check("hidden_service.py")
 
     def check(self, name: str) -> None:
         """Run ``name`` and check exit code 0 and its expected line."""
