@@ -73,7 +73,7 @@ class TwistedUDPEndpoint(Endpoint):
             self.refused_off_loopback += 1
             return
         try:
-            write(packet, (socket_address[0], socket_address[1]))
+            write(packet, socket_address)
         except (OSError, MessageLengthError, ValueError) as exc:
             self.send_errors += 1
             self.log.debug("send to {addr} failed: {exc}", addr=socket_address, exc=exc)
