@@ -27,6 +27,7 @@ from .stats import Stats
 Address = tuple[str, int]
 MAX_PENDING_PER_NAME = 8
 MAX_NAMES = 32
+MAX_VERDICTS = 256
 
 
 @implementer(IResolutionReceiver)
@@ -59,6 +60,8 @@ class ExitSocket(DatagramProtocol):
         self.reply = reply
         self.port: Any = None
         self.names: OrderedDict[str, str | None] = OrderedDict()
+        self.verdicts: dict[Address, str | None] = {}
+        """Policy answers per destination (bounded like the guard: the per-circuit destination cap)."""
         self.pending: dict[str, list[tuple[int, bytes]]] = {}
 
     def send(self, destination: Address, payload: bytes) -> str | None:
@@ -103,7 +106,13 @@ class ExitSocket(DatagramProtocol):
                 self._send_ip(chosen, port, payload)
 
     def _send_ip(self, ip: str, port: int, payload: bytes) -> str | None:
-        reason = self.policy.check(ip, port) or self.guard.may_send((ip, port))
+        destination = (ip, port)
+        verdict = self.verdicts.get(destination, "")
+        if verdict == "":
+            verdict = self.policy.check(ip, port)
+            if len(self.verdicts) < MAX_VERDICTS:
+                self.verdicts[destination] = verdict
+        reason = verdict or self.guard.may_send(destination)
         if reason is not None:
             return reason
         if not self.bandwidth.take(self.reactor.seconds(), len(payload)):
@@ -112,7 +121,7 @@ class ExitSocket(DatagramProtocol):
         if self.port is None:
             self.port = self.reactor.listenUDP(0, self, interface=self.interface)
         try:
-            self.transport.write(payload, (ip, port))
+            self.transport.write(payload, destination)
         except OSError:
             self.stats.drop("exit_send_error")
             return "send failed"
