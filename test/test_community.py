@@ -96,6 +96,9 @@ class SeedApiTests(NetworkTestCase):
             with self.assertRaises(error, msg=repr(args[1:3])):
                 community.tunnel_data(*args)
         self.assertEqual(self.net.clients[0].endpoint.bytes_up, sent)
+        community.tunnel_data(circuit, (echo[0], 1), "data", b"cached")   # valid (the exit will refuse it)
+        with self.assertRaises(TypeError):                                 # True == 1, but is no port
+            community.tunnel_data(circuit, (echo[0], True), "data", b"x")
         for hops, error in ((0, ValueError), (9, ValueError), (True, TypeError), (1.0, TypeError)):
             with self.assertRaises(error):
                 community.build_tunnels(hops)

@@ -96,6 +96,7 @@ class TunnelCommunity(Community):
         self.hidden_relay = HiddenRelay(self.relay, lambda: self.udp.port, lambda: self.dht_provider)
         self.relay.hidden = self.hidden_relay
         self.pool_hops: set[int] = set()
+        self._encoded_destinations: dict[Any, bytes] = {}
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = self.reactor
         self._ticker.start(settings.tick_interval, now=False)
@@ -144,14 +145,11 @@ class TunnelCommunity(Community):
         data = _payload_bytes(payload)
         if not isinstance(destination, tuple) or len(destination) != 2:
             raise TypeError("destination must be a (host, port) tuple")
-        host, port = destination
-        if isinstance(host, str) and host.endswith(HIDDEN_SUFFIX):
-            raise CircuitNotReady(f"no live connection to hidden-service peer {host}; such names never go to exits")
-        if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            target = ("0.0.0.0", port)
-        else:
-            target = parse_destination(host, port)
-        message = encode_data(target, data)
+        # only exact ints hit the cache: True == 1 must still be refused as a port
+        prefix = self._encoded_destinations.get(destination) if type(destination[1]) is int else None
+        if prefix is None:
+            prefix = self._encode_destination(destination)
+        message = prefix + data
         if len(message) > MAX_MESSAGE_DATA:
             raise ValueError(f"payload of {len(data)} bytes is too large for one cell "
                              f"(at most {MAX_MESSAGE_DATA - (len(message) - len(data))} to this destination)")
@@ -160,6 +158,21 @@ class TunnelCommunity(Community):
         if not circuit.ready:
             raise CircuitNotReady(f"{circuit!r} is not ready")
         self.origin.send_data(circuit, RelayCommand.DATA, message)
+
+    def _encode_destination(self, destination: Address) -> bytes:
+        """Validate and encode a destination once; remembered for the next datagrams to it."""
+        host, port = destination
+        if isinstance(host, str) and host.endswith(HIDDEN_SUFFIX):
+            raise CircuitNotReady(f"no live connection to hidden-service peer {host}; such names never go to exits")
+        if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            target = ("0.0.0.0", port)
+        else:
+            target = parse_destination(host, port)
+        prefix = encode_data(target, b"")
+        if len(self._encoded_destinations) >= 1024:
+            self._encoded_destinations.clear()
+        self._encoded_destinations[destination] = prefix
+        return prefix
 
     # --- receiving and events -------------------------------------------------------------
 

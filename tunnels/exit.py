@@ -67,7 +67,7 @@ class ExitSocket(DatagramProtocol):
     def send(self, destination: Address, payload: bytes) -> str | None:
         """Send ``payload`` to ``destination`` or return why not (the originator is told)."""
         host, port = destination
-        if is_ip_literal(host):
+        if destination in self.verdicts or is_ip_literal(host):
             return self._send_ip(host, port, payload)
         name = host.lower().rstrip(".")
         if name in self.names:

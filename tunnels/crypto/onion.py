@@ -103,6 +103,31 @@ def _nonce(seq8: bytes) -> bytes:
     return _ZERO8[:4] + seq8
 
 
+class _RandomPool:
+    """CSPRNG bytes fetched 64 KiB at a time and never handed out twice.
+
+    Header junk must be unpredictable (constant junk would tell the last hop its position) and
+    never repeat (repeated junk would link two circuits at a shared exit); one ``getrandom``
+    per cell cost more than the whole layer.
+    """
+
+    def __init__(self, size: int = 65536) -> None:
+        self.size = size
+        self.buffer = b""
+        self.offset = 0
+
+    def take(self, count: int) -> bytes:
+        if self.offset + count > len(self.buffer):
+            self.buffer = secrets.token_bytes(max(self.size, count))
+            self.offset = 0
+        start = self.offset
+        self.offset = start + count
+        return self.buffer[start:self.offset]
+
+
+_JUNK = _RandomPool()
+
+
 # --- forward ---------------------------------------------------------------------------
 
 def wrap_forward(hops: Sequence[HopKeys], seqs: Sequence[int], body: bytes) -> bytes:
@@ -119,7 +144,7 @@ def wrap_forward(hops: Sequence[HopKeys], seqs: Sequence[int], body: bytes) -> b
     tail = b""
     for i in range(n - 1):
         tail = hops[i].fwd_hdr_dec.update(tail) + hops[i].filler(seq8s[i])
-    rest = secrets.token_bytes(HEADER_SIZE - SLOT - len(tail)) + tail
+    rest = _JUNK.take(HEADER_SIZE - SLOT - len(tail)) + tail
     header = b""
     for i in range(n - 1, -1, -1):
         if header:  # hop i sees hop i+1's header, minus the slot it will append itself

@@ -40,6 +40,8 @@ INTRO_POINTS = 2
 INTRODUCE_TIMEOUT = 10.0
 """Seconds an introduction, or a session that is not yet joined, may take."""
 PEER_PORT = 1024
+RENDEZVOUS_ATTEMPTS = 4
+"""Introductions a seeker makes in a row through one intro point when rendezvous fails."""
 STATUS_OK, STATUS_BUSY = 0, 2
 _ZERO_NONCE = bytes(12)
 
@@ -60,6 +62,9 @@ class Session:
     started: float = 0.0
     cookie: bytes = b""
     """The single-use rendezvous cookie this session was joined with."""
+    intro: Address | None = None
+    """Seeker side: the intro point we were introduced through (to retry at once on failure)."""
+    attempt: int = 1
     circuit: Circuit | None = None
     established: bool = False
 
@@ -114,6 +119,8 @@ class PendingIntroduction:
     private: X25519PrivateKey
     intro_node_id: bytes
     started: float
+    intro: Address = ("", 0)
+    attempt: int = 1
 
 
 class HiddenTunnelCommunitySettings(TunnelCommunitySettings):
@@ -288,7 +295,7 @@ class HiddenTunnelCommunity(TunnelCommunity):
                 continue
             self._introduce(registration, address)
 
-    def _introduce(self, registration: Registration, intro: Address) -> None:
+    def _introduce(self, registration: Registration, intro: Address, attempt: int = 1) -> None:
         known = next((c for c in self.candidates() if c.address == intro), None)
         circuits = self._seek_circuits(registration.hops, intro)
         if known is None or not circuits:
@@ -297,7 +304,8 @@ class HiddenTunnelCommunity(TunnelCommunity):
         registration.introduced[intro] = self.reactor.seconds()
         request_id = secrets.token_bytes(8)
         private = X25519PrivateKey.generate()
-        self.pending[request_id] = PendingIntroduction(registration, private, known.node_id, self.reactor.seconds())
+        self.pending[request_id] = PendingIntroduction(registration, private, known.node_id, self.reactor.seconds(),
+                                                       intro, attempt)
         message = Introduce(registration.service.dht_key, request_id, registration.member_id,
                             private.public_key().public_bytes_raw(), intro, known.node_id)
         self.stats.note("introductions_sent")
@@ -352,7 +360,7 @@ class HiddenTunnelCommunity(TunnelCommunity):
             self.stats.note("hs_already_connected")
             return
         session = Session(registration, _peer_address(), member, True, E2ESession(material, initiator=True),
-                          cookie=info.cookie)
+                          cookie=info.cookie, intro=pending.intro, attempt=pending.attempt)
         self._add_session(session)
         candidate = Candidate(info.address, info.node_id, info.onion_key, PeerFlag.RELAY)
         d = self.create_circuit(registration.hops + 1, last_hop=candidate, exclude=frozenset({pending.intro_node_id}),
@@ -450,7 +458,10 @@ class HiddenTunnelCommunity(TunnelCommunity):
 
         def failed(failure: Any) -> None:
             self.stats.note("rendezvous_circuit_failed")
+            live = session in session.registration.sessions
             self._drop_session(session)
+            if live:
+                self._retry(session)
         d.addCallbacks(ready, failed)
 
     def _on_joined(self, circuit: Circuit, data: bytes) -> None:
@@ -501,7 +512,10 @@ class HiddenTunnelCommunity(TunnelCommunity):
 
     def _session_closed(self, session: Session) -> None:
         was_established = session.established
+        live = session in session.registration.sessions
         self._drop_session(session)
+        if not was_established and live:
+            self._retry(session)
         if was_established:
             self.stats.note("hs_peers_lost")
             for handler in list(self.lost_handlers):
@@ -509,6 +523,16 @@ class HiddenTunnelCommunity(TunnelCommunity):
                     handler(session.registration.original_id, session.peer)
                 except Exception:
                     self.log.failure("peer-lost handler raised")
+
+    def _retry(self, session: Session) -> None:
+        """A seeker's rendezvous failed before it was joined (for example both halves arrived from
+        the same neighbour, which the rendezvous point refuses): introduce again right away, a
+        few times, instead of waiting for the next lookup."""
+        registration = session.registration
+        if (session.initiator and session.intro is not None and session.attempt < RENDEZVOUS_ATTEMPTS
+                and self.registrations.get(registration.service.dht_key) is registration):
+            self.stats.note("rendezvous_retried")
+            self._introduce(registration, session.intro, session.attempt + 1)
 
     def _drop_session(self, session: Session) -> None:
         if session in session.registration.sessions:
