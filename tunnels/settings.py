@@ -44,7 +44,8 @@ class TunnelSettings:
     max_time: float = 600.0
     """Seconds after which any circuit is torn down (ours and joined ones)."""
     max_time_inactive: float = 20.0
-    """Seconds without a cell after which a circuit is torn down."""
+    """Seconds without a cell after which a circuit is torn down (we ping our own idle
+    circuits every quarter of this, so they stay up while wanted)."""
     max_traffic: int = 250 * MiB
     """Bytes (both directions) after which a circuit is torn down."""
     become_exitnode: bool = False
@@ -56,8 +57,6 @@ class TunnelSettings:
     """CREATE cells accepted per second from one source address (token bucket)."""
     create_burst: int = 50
     """Burst size of the per-source CREATE token bucket."""
-    keepalive_interval: float = 5.0
-    """Seconds between keep-alive pings on our own idle circuits."""
     build_timeout: float = 10.0
     """Seconds a circuit may take to build before the attempt is abandoned."""
     exit_ports: tuple[int, ...] = ()
@@ -86,7 +85,6 @@ class TunnelSettings:
             raise ValueError(f"max_joined_share must be in (0, 1], got {self.max_joined_share}")
         _check_seconds("create_rate", self.create_rate)
         _check_int("create_burst", self.create_burst, 1)
-        _check_seconds("keepalive_interval", self.keepalive_interval)
         _check_seconds("build_timeout", self.build_timeout)
         if not isinstance(self.exit_ports, tuple):
             raise TypeError("exit_ports must be a tuple of ports")
