@@ -162,6 +162,16 @@ class UnlinkabilityTests(SynchronousTestCase):
                 for j in range(i + 1, len(links)):
                     self.assertFalse(self._windows(links[i]) & self._windows(links[j]), f"links {i} and {j}")
 
+    def test_header_junk_never_repeats(self) -> None:
+        """The junk the last hop sees differs in every cell (repeated junk would link circuits at an exit)."""
+        origin, relays = make_hops(2)
+        seen: set[bytes] = set()
+        for _ in range(300):
+            header = trace_forward(origin, relays, bytes(BODY_SIZE))[-1][:HEADER_SIZE]
+            junk = {header[i:i + 8] for i in range(0, HEADER_SIZE - 8)}
+            self.assertFalse(junk & seen)
+            seen |= junk
+
     def test_sequence_numbers_start_unlinkably(self) -> None:
         """Counters start at independent random points, so hops cannot match them."""
         starts = {new_counter() for _ in range(100)}
