@@ -14,6 +14,53 @@ DATA_KIND = 0
 ACK_KIND = 1
 
 
+ACK_EVERY = 16
+
+
+class SinkCounter:
+    """The acking sink's bookkeeping, shared by the UDP sink and the hidden-service sinks.
+
+    Counts data packets and bytes and acks the highest sequence number seen every
+    ``ACK_EVERY`` packets and on ``tick()``: ``send_ack(ack, reply_to)`` does the sending,
+    where ``reply_to`` is whatever the caller passed with the last data packet.
+    """
+
+    def __init__(self, send_ack):
+        self.send_ack = send_ack
+        self.reset()
+
+    def reset(self):
+        self.packets = self.bytes = self.unacked = 0
+        self.hi = -1
+        self.reply_to = None
+        self.t0 = time.monotonic()
+        return True
+
+    def received(self, data, reply_to):
+        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
+            return
+        self.packets += 1
+        self.bytes += len(data)
+        seq = HDR.unpack_from(data)[2]
+        if seq > self.hi:
+            self.hi = seq
+        self.reply_to = reply_to
+        self.unacked += 1
+        if self.unacked >= ACK_EVERY:
+            self.ack()
+
+    def ack(self):
+        self.unacked = 0
+        self.send_ack(ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets), self.reply_to)
+
+    def tick(self):
+        if self.unacked and self.reply_to is not None:
+            self.ack()
+
+    def stats(self):
+        return {"packets": self.packets, "bytes": self.bytes, "elapsed": time.monotonic() - self.t0}
+
+
 def make_packet_factory(size):
     pad = bytes(max(0, size - HDR.size))
     pack = HDR.pack

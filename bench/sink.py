@@ -9,57 +9,30 @@ asyncioreactor.install()
 
 import asyncio  # noqa: E402
 import socket  # noqa: E402
-import time  # noqa: E402
 
 from twisted.internet import reactor, task  # noqa: E402
 from twisted.internet.protocol import DatagramProtocol  # noqa: E402
 
 from bench import ctl  # noqa: E402
-from bench.proto import ACK, ACK_KIND, DATA_KIND, HDR, MAGIC  # noqa: E402
-
-ACK_EVERY = 16
-
+from bench.proto import SinkCounter  # noqa: E402
 
 class Sink(DatagramProtocol):
     def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.packets = 0
-        self.bytes = 0
-        self.hi = -1
-        self.unacked = 0
-        self.peer = None
-        self.t0 = time.monotonic()
-        return True
+        self.counter = SinkCounter(self.send_ack)
+        self.reset = self.counter.reset
+        self.tick = self.counter.tick
 
     def datagramReceived(self, data, addr):
-        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
-            return
-        self.packets += 1
-        self.bytes += len(data)
-        seq = HDR.unpack_from(data)[2]
-        if seq > self.hi:
-            self.hi = seq
-        self.peer = addr
-        self.unacked += 1
-        if self.unacked >= ACK_EVERY:
-            self.ack()
+        self.counter.received(data, addr)
 
-    def ack(self):
-        self.unacked = 0
+    def send_ack(self, ack, peer):
         try:
-            self.transport.write(ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets), self.peer)
+            self.transport.write(ack, peer)
         except OSError:
             pass
 
-    def tick(self):
-        if self.unacked and self.peer:
-            self.ack()
-
     def stats(self):
-        return ctl.base_stats({"packets": self.packets, "bytes": self.bytes,
-                               "elapsed": time.monotonic() - self.t0})
+        return ctl.base_stats(self.counter.stats())
 
 
 def main():

@@ -34,7 +34,7 @@ from ipv8.peer import Peer
 from ipv8.peerdiscovery.network import Network
 
 from bench import ctl
-from bench.proto import ACK, ACK_KIND, DATA_KIND, HDR, MAGIC, WindowedSender
+from bench.proto import SinkCounter, WindowedSender
 
 COUNTERS = {"cells": 0}
 
@@ -154,43 +154,19 @@ class HSSink:
 
     def __init__(self, community):
         self.community = community
-        self.reset()
+        self.counter = SinkCounter(self.send_ack)
+        self.reset = self.counter.reset
+        self.received = lambda circuit, data: self.counter.received(data, circuit)
+        self.stats = self.counter.stats
         self.task = asyncio.ensure_future(self._tick())
 
-    def reset(self):
-        self.packets = self.bytes = self.unacked = 0
-        self.hi = -1
-        self.circuit = None
-        self.t0 = time.monotonic()
-        return True
-
-    def received(self, circuit, data):
-        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
-            return
-        self.packets += 1
-        self.bytes += len(data)
-        seq = HDR.unpack_from(data)[2]
-        if seq > self.hi:
-            self.hi = seq
-        self.circuit = circuit
-        self.unacked += 1
-        if self.unacked >= 16:
-            self.ack()
-
-    def ack(self):
-        self.unacked = 0
-        c = self.circuit
-        self.community.send_data(c.hop.address, c.circuit_id, ("0.0.0.0", 0), ("0.0.0.0", 0),
-                                 ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets))
+    def send_ack(self, ack, circuit):
+        self.community.send_data(circuit.hop.address, circuit.circuit_id, ("0.0.0.0", 0), ("0.0.0.0", 0), ack)
 
     async def _tick(self):
         while True:
             await asyncio.sleep(0.005)
-            if self.unacked and self.circuit is not None:
-                self.ack()
-
-    def stats(self):
-        return {"packets": self.packets, "bytes": self.bytes, "elapsed": time.monotonic() - self.t0}
+            self.counter.tick()
 
 
 class NodeApp:

@@ -44,7 +44,7 @@ from tunnels.settings import TunnelSettings  # noqa: E402
 from tunnels.wire.cells import CELL_SIZE  # noqa: E402
 
 from bench import ctl  # noqa: E402
-from bench.proto import ACK, ACK_KIND, DATA_KIND, HDR, MAGIC, WindowedSender  # noqa: E402
+from bench.proto import SinkCounter, WindowedSender  # noqa: E402
 
 GiB = 1024 ** 3
 HOST = "127.0.0.1"
@@ -62,7 +62,7 @@ def settings_for(role):
         max_time=86400.0, max_time_inactive=3600.0, max_traffic=100 * GiB,
         become_exitnode=role == "exit",
         max_joined_share=1.0, create_rate=1e6, create_burst=1000000,
-        keepalive_interval=3600.0, build_timeout=10.0,
+        build_timeout=10.0,
         exit_unanswered_packets=10 ** 9, exit_bandwidth=GiB)
 
 
@@ -124,44 +124,22 @@ class HSSink:
 
     def __init__(self, community):
         self.community = community
-        self.reset()
+        self.counter = SinkCounter(self.send_ack)
+        self.reset = self.counter.reset
+        self.received = lambda circuit, peer, data: self.counter.received(data, (circuit, peer))
+        self.stats = self.counter.stats
         self.ticker = reactor.callLater(0.005, self._tick)
 
-    def reset(self):
-        self.packets = self.bytes = self.unacked = 0
-        self.hi = -1
-        self.circuit = self.peer = None
-        self.t0 = time.monotonic()
-        return True
-
-    def received(self, circuit, peer, data):
-        if len(data) < HDR.size or data[:2] != MAGIC or data[2] != DATA_KIND:
-            return
-        self.packets += 1
-        self.bytes += len(data)
-        seq = HDR.unpack_from(data)[2]
-        if seq > self.hi:
-            self.hi = seq
-        self.circuit, self.peer = circuit, peer
-        self.unacked += 1
-        if self.unacked >= 16:
-            self.ack()
-
-    def ack(self):
-        self.unacked = 0
+    def send_ack(self, ack, reply_to):
+        circuit, peer = reply_to
         try:
-            self.community.tunnel_data(self.circuit, self.peer, "data",
-                                       ACK.pack(MAGIC, ACK_KIND, self.hi, self.packets))
+            self.community.tunnel_data(circuit, peer, "data", ack)
         except Exception:
             pass
 
     def _tick(self):
-        if self.unacked and self.peer is not None:
-            self.ack()
+        self.counter.tick()
         self.ticker = reactor.callLater(0.005, self._tick)
-
-    def stats(self):
-        return {"packets": self.packets, "bytes": self.bytes, "elapsed": time.monotonic() - self.t0}
 
 
 class NodeApp:
