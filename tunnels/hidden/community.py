@@ -107,8 +107,9 @@ class Registration:
         return self.member_id if session.initiator else session.member
 
     def wins_over(self, ours: bytes, theirs: Session) -> bool:
-        """Simultaneous introductions: the session whose initiator has the smaller id survives."""
-        return not theirs.established and ours < self.initiator_of(theirs)
+        """Simultaneous introductions: the session whose initiator has the smaller id survives;
+        a new introduction by the same initiator supersedes its own unjoined attempt."""
+        return not theirs.established and ours <= self.initiator_of(theirs)
 
 
 @dataclass(eq=False)
@@ -354,6 +355,8 @@ class HiddenTunnelCommunity(TunnelCommunity):
                 return
         if info.node_id == self.my_peer.mid:
             self.stats.note("hs_rendezvous_at_self_refused")
+            if pending.attempt < RENDEZVOUS_ATTEMPTS:  # the member will meet us elsewhere next time
+                self._introduce(registration, pending.intro, pending.attempt + 1)
             return
         member = member_id(reply.member_key)
         if not self._make_room(registration, member, registration.member_id):
