@@ -8,7 +8,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from tunnels.circuits import Circuit, JoinedCircuit
+from tunnels.core.circuits import Circuit, JoinedCircuit
 from tunnels.community import TunnelCommunity
 from tunnels.runtime import as_deferred, as_future
 from tunnels.settings import TunnelSettings

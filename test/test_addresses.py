@@ -1,5 +1,5 @@
 # -*- test-case-name: test.test_addresses -*-
-"""Tests for :mod:`tunnels.addresses` (THREATS T6/T7, table 3.5)."""
+"""Tests for :mod:`tunnels.exit.addresses` (THREATS T6/T7, table 3.5)."""
 from __future__ import annotations
 
 import ipaddress
@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.addresses import (
+from tunnels.exit.addresses import (
     is_forbidden_ip,
     is_ip_literal,
     parse_destination,

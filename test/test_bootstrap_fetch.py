@@ -1,5 +1,5 @@
 # -*- test-case-name: test.test_bootstrap_fetch -*-
-"""Tests for :mod:`tunnels.bootstrap`: list parsing and HTTPS fetches against a local TLS server."""
+"""Tests for :mod:`tunnels.daemon.bootstrap`: list parsing and HTTPS fetches against a local TLS server."""
 from __future__ import annotations
 
 import datetime
@@ -15,11 +15,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from tunnels.bootstrap import (BootstrapFetchError, fetch_bootstrap_list, parse_address, parse_bootstrap_list,
+from tunnels.daemon.bootstrap import (BootstrapFetchError, fetch_bootstrap_list, parse_address, parse_bootstrap_list,
                                trust_root_from_pem)
 from tunnels.node import new_key_bin, start_node
 from tunnels.runtime import as_future
-from tunnels.service import ServiceStopped, TunnelService
+from tunnels.daemon.service import ServiceStopped, TunnelService
 from tunnels.settings import TunnelSettings
 
 from .util import async_test

@@ -5,7 +5,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.circuits import JoinedCircuit, KeyCache, expiry_reason
+from tunnels.core.circuits import JoinedCircuit, KeyCache, expiry_reason
 from tunnels.crypto.onion import BODY_SIZE, HEADER_SIZE, HopKeys, peel_forward, wrap_forward
 from tunnels.crypto.replay import ReplayWindow
 from tunnels.settings import TunnelSettings

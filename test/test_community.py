@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tunnels.circuits import Circuit, CircuitState
+from tunnels.core.circuits import Circuit, CircuitState
 from tunnels.errors import CircuitNotReady, NoExitAvailable
 from tunnels.runtime import as_future
 from tunnels.settings import TunnelSettings

@@ -1,5 +1,5 @@
 # -*- test-case-name: test.test_exitpolicy -*-
-"""Tests for :mod:`tunnels.exitpolicy` (THREATS T7, table 3.5)."""
+"""Tests for :mod:`tunnels.exit.policy` (THREATS T7, table 3.5)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from test.test_addresses import ALLOWED, FORBIDDEN, _v4_text, reference_v4_forbidden
-from tunnels.exitpolicy import DEFAULT_DENY_PORTS, DestinationGuard, ExitPolicy
+from tunnels.exit.policy import DEFAULT_DENY_PORTS, DestinationGuard, ExitPolicy
 
 #: Ports from the T7 test plan; 40000 stands for an ordinary allowed port.
 TABLE_PORTS = (0, 53, 123, 1900, 11211, 40000)

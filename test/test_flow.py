@@ -5,9 +5,9 @@ import asyncio
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.circuits import CircuitState
+from tunnels.core.circuits import CircuitState
 from tunnels.settings import TunnelSettings
-from tunnels.flow import QUEUE_LIMIT, SEND_WINDOW, SENDME_EVERY, FlowWindow
+from tunnels.core.flow import QUEUE_LIMIT, SEND_WINDOW, SENDME_EVERY, FlowWindow
 from tunnels.wire.relay import RelayCommand
 from test.netcase import NetworkTestCase
 from test.util import async_test, wait_for

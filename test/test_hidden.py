@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from tunnels.circuits import CircuitState
+from tunnels.core.circuits import CircuitState
 from tunnels.errors import CircuitNotReady
 from tunnels.hidden.community import NoDHTProvider
-from tunnels.hidden.keys import ServiceKey, parse_service_id
-from tunnels.hidden.messages import EstablishIntro, Introduce
+from tunnels.crypto.service_keys import ServiceKey, parse_service_id
+from tunnels.wire.hidden import EstablishIntro, Introduce
 from tunnels.runtime import as_future
 from tunnels.wire.relay import RelayCommand
 from test.hiddencase import HiddenNetworkCase, MainlineNetworkCase

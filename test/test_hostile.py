@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
 
-from tunnels.circuits import CircuitState
+from tunnels.core.circuits import CircuitState
 from tunnels.errors import CircuitBuildFailed
 from tunnels.wire.cells import CELL_MARK, CELL_SIZE, CellType, Create, frame
 from test.netcase import NetworkTestCase

@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 from tunnels import HiddenTunnelCommunity, TunnelCommunity, TunnelSettings
 from tunnels.node import new_key_bin, overlay_name, start_node
 from tunnels.runtime import as_future
-from tunnels.transport import TwistedUDPEndpoint, dispatcher_for
+from tunnels.core.transport import TwistedUDPEndpoint, dispatcher_for
 from test.util import async_test
 
 

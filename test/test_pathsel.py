@@ -3,7 +3,7 @@ import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.pathsel import Candidate, PeerFlag, network16, select_path
+from tunnels.core.pathsel import Candidate, PeerFlag, network16, select_path
 
 
 def peer(i: int, host: str, flags: PeerFlag) -> Candidate:

@@ -1,5 +1,5 @@
 # -*- test-case-name: test.test_status -*-
-"""Tests for :mod:`tunnels.status`: the JSON endpoint over real HTTP on 127.0.0.1."""
+"""Tests for :mod:`tunnels.daemon.status`: the JSON endpoint over real HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ from twisted.web.client import Agent, readBody
 
 from tunnels.node import new_key_bin, start_node
 from tunnels.runtime import as_future
-from tunnels.service import TunnelService
+from tunnels.daemon.service import TunnelService
 from tunnels.settings import TunnelSettings
-from tunnels.status import STATUS_LINE, StatusService, node_status
+from tunnels.daemon.status import STATUS_LINE, StatusService, node_status
 
 from .util import async_test, wait_for
 

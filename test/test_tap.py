@@ -1,5 +1,5 @@
 # -*- test-case-name: test.test_tap -*-
-"""Tests for :mod:`tunnels.tap` (twistd options, service tree) and :mod:`tunnels.keyfile`."""
+"""Tests for :mod:`tunnels.daemon.tap` (twistd options, service tree) and :mod:`tunnels.daemon.keyfile`."""
 from __future__ import annotations
 
 import os
@@ -10,12 +10,12 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.keyfile import KEY_LENGTH, KeyFileError, load_key, load_or_create_key
+from tunnels.daemon.keyfile import KEY_LENGTH, KeyFileError, load_key, load_or_create_key
 from tunnels.runtime import ReactorMismatch
-from tunnels.service import TunnelService, leveled_logger
+from tunnels.daemon.service import TunnelService, leveled_logger
 from tunnels.socks5 import Socks5Service
-from tunnels.status import StatusService
-from tunnels.tap import Options, make_service, parse_port_list
+from tunnels.daemon.status import StatusService
+from tunnels.daemon.tap import Options, make_service, parse_port_list
 
 
 def parse(*args: str) -> Options:

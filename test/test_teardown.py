@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tunnels.circuits import CircuitState
+from tunnels.core.circuits import CircuitState
 from tunnels.errors import CircuitBuildFailed
-from tunnels.origin import PathHop
+from tunnels.core.origin import PathHop
 from tunnels.runtime import as_future
 from tunnels.settings import TunnelSettings
 from tunnels.wire.cells import CELL_SIZE

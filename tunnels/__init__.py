@@ -12,11 +12,11 @@ Public API (see README.md and doc/user-guide.md):
 Importing this package does not import or install a reactor.
 """
 from .community import TunnelCommunity, TunnelCommunitySettings
-from .circuits import Circuit, CircuitState
+from .core.circuits import Circuit, CircuitState
 from .dht.provider import IDHTProvider, MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
 from .errors import CircuitBuildFailed, CircuitNotReady, NoExitAvailable, ProtocolViolation, TunnelError
 from .hidden.community import HiddenTunnelCommunity, HiddenTunnelCommunitySettings, NoDHTProvider
-from .hidden.keys import ServiceKey
+from .crypto.service_keys import ServiceKey
 from .node import TunnelNode, start_node
 from .runtime import install_reactor
 from .settings import TunnelSettings

@@ -21,7 +21,7 @@ async def run_demo(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Start a network, build 1-3 hop circuits, echo data through each; returns the summary."""
     from .runtime import as_future
     from .settings import TunnelSettings
-    from .testnet import LocalNetwork
+    from .testnet.network import LocalNetwork
 
     from .hidden.community import HiddenTunnelCommunity
 

@@ -2,8 +2,8 @@
 """TunnelCommunity: the IPv8 overlay that builds, relays and exits onion circuits.
 
 The seed API (``build_tunnels``, ``active_data_circuits``, ``tunnels_ready``,
-``tunnel_data``) lives here; the roles live in :mod:`tunnels.origin` (our circuits)
-and :mod:`tunnels.relay` (circuits of others).  Cells never pass through IPv8's
+``tunnel_data``) lives here; the roles live in :mod:`tunnels.core.origin` (our circuits)
+and :mod:`tunnels.core.relay` (circuits of others).  Cells never pass through IPv8's
 message decoding: the transport hands them to :meth:`TunnelCommunity.on_cell`.
 """
 from __future__ import annotations
@@ -20,20 +20,20 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .addresses import is_forbidden_ip, parse_destination
-from .circuits import Circuit, JoinedCircuit
+from .exit.addresses import is_forbidden_ip, parse_destination
+from .core.circuits import Circuit, JoinedCircuit
 from .errors import CircuitBuildFailed, CircuitNotReady, NoExitAvailable
-from .exit import ExitSocket
-from .exitpolicy import DestinationGuard, ExitPolicy
-from .hidden.relay_side import HiddenRelay
-from .origin import DataHandler, OriginRole, PathHop
-from .pathsel import Candidate, PeerFlag, select_path
+from .exit.sockets import ExitSocket
+from .exit.policy import DestinationGuard, ExitPolicy
+from .core.hs_relay import HiddenRelay
+from .core.origin import DataHandler, OriginRole, PathHop
+from .core.pathsel import Candidate, PeerFlag, select_path
 from .ratelimit import TokenBucket
-from .relay import RelayRole
-from .routing import LinkTable, Role
+from .core.relay import RelayRole
+from .core.routing import LinkTable, Role
 from .settings import MAX_HOPS, TunnelSettings
 from .stats import Stats
-from .transport import TwistedUDPEndpoint
+from .core.transport import TwistedUDPEndpoint
 from .wire.cells import CELL_SIZE, CellType, TOKEN_SIZE
 from .wire.relay import MAX_MESSAGE_DATA, RelayCommand, encode_data
 
@@ -138,7 +138,7 @@ class TunnelCommunity(Community):
         unspecified address, as in socket calls (exits refuse it).  Raises
         :class:`CircuitNotReady`, ``TypeError`` or ``ValueError`` before any I/O.
         Like a UDP socket it never blocks: beyond the circuit's flow-control window and
-        queue (:mod:`tunnels.flow`) a datagram is dropped and counted (``flow_queue_full``).
+        queue (:mod:`tunnels.core.flow`) a datagram is dropped and counted (``flow_queue_full``).
         """
         if message_type != "data":
             raise ValueError(f"unknown message type {message_type!r}; only 'data' is defined")
@@ -430,7 +430,7 @@ def _find_udp_endpoint(endpoint: Any) -> TwistedUDPEndpoint:
     for interface in getattr(endpoint, "interfaces", {}).values():
         if isinstance(interface, TwistedUDPEndpoint):
             return interface
-    raise TypeError("TunnelCommunity needs a tunnels.transport.TwistedUDPEndpoint "
+    raise TypeError("TunnelCommunity needs a tunnels.core.transport.TwistedUDPEndpoint "
                     "(start nodes with tunnels.node.start_node or pass endpoint_override)")
 
 

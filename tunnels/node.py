@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from .community import TunnelCommunity
 from .runtime import as_deferred, check_reactor
 from .settings import TunnelSettings
-from .transport import TwistedUDPEndpoint, dispatcher_for
+from .core.transport import TwistedUDPEndpoint, dispatcher_for
 
 Address = tuple[str, int]
 

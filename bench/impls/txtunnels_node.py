@@ -37,9 +37,9 @@ from tunnels.community import TunnelCommunity  # noqa: E402
 from tunnels.dht.provider import IDHTProvider  # noqa: E402
 from tunnels.errors import DHTError  # noqa: E402
 from tunnels.hidden.community import HiddenTunnelCommunity  # noqa: E402
-from tunnels.hidden.keys import ServiceKey, parse_service_id  # noqa: E402
+from tunnels.crypto.service_keys import ServiceKey, parse_service_id  # noqa: E402
 from tunnels.node import start_node  # noqa: E402
-from tunnels.origin import PathHop  # noqa: E402
+from tunnels.core.origin import PathHop  # noqa: E402
 from tunnels.settings import TunnelSettings  # noqa: E402
 from tunnels.wire.cells import CELL_SIZE  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Run relays as Twisted services (what ``twistd tunnels`` does) and read their JSON status.
 
-Starts an exit and a relay as :class:`tunnels.service.TunnelService` objects with a
+Starts an exit and a relay as :class:`tunnels.daemon.service.TunnelService` objects with a
 status endpoint on 127.0.0.1, waits until they know each other, prints the relay's
 status and stops both (circuits destroyed, sockets closed).
 
@@ -16,11 +16,11 @@ from typing import Any
 from twisted.internet.task import deferLater, react
 from twisted.web.client import Agent, readBody
 
-from tunnels.keyfile import load_or_create_key
+from tunnels.daemon.keyfile import load_or_create_key
 from tunnels.runtime import install_reactor
-from tunnels.service import TunnelService
+from tunnels.daemon.service import TunnelService
 from tunnels.settings import TunnelSettings
-from tunnels.status import StatusService
+from tunnels.daemon.status import StatusService
 
 
 async def main(reactor: Any) -> None:

@@ -40,11 +40,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ProtocolViolation
 from ..settings import MAX_HOPS
-from ..wire.cells import PAYLOAD_SIZE
+from ..wire.cells import BODY_SIZE, HEADER_SIZE, SLOT
 
-SLOT = 32
-HEADER_SIZE = SLOT * MAX_HOPS
-BODY_SIZE = PAYLOAD_SIZE - HEADER_SIZE
 MAX_SEQ = 2 ** 64 - 2
 """A counter at this value ends the circuit before any nonce could repeat."""
 

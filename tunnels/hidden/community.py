@@ -21,18 +21,18 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from twisted.logger import Logger
 
-from ..circuits import Circuit, CircuitState
+from ..core.circuits import Circuit, CircuitState
 from ..community import TunnelCommunity, TunnelCommunitySettings, _check_hops
 from ..crypto import ntor
 from ..crypto.onion import IntegrityError, ReplayError
 from ..errors import CircuitNotReady, DecodeError, HandshakeError, TunnelError
-from ..pathsel import Candidate, PeerFlag
+from ..core.pathsel import Candidate, PeerFlag
 from ..settings import MAX_HOPS
 from ..wire.relay import MAX_MESSAGE_DATA, RelayCommand
 from .e2e import OVERHEAD, E2ESession, reply_cipher
-from .keys import RECORD_LIFETIME, ServiceId, ServiceKey, member_id, parse_service_id, record_message, \
+from ..crypto.service_keys import RECORD_LIFETIME, ServiceId, ServiceKey, member_id, parse_service_id, record_message, \
     verify_record
-from .messages import EstablishIntro, Introduce, IntroReply, RendezvousInfo
+from ..wire.hidden import EstablishIntro, Introduce, IntroReply, RendezvousInfo
 
 Address = tuple[str, int]
 PeerCallback = Callable[[Address], None]

@@ -17,12 +17,20 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import DecodeError
+from ..settings import MAX_HOPS
 
 CELL_MARK = 0xC7
 CELL_SIZE = 1232
 """Largest UDP payload that never fragments on an IPv6 path (1280 - 40 - 8)."""
 LINK_HEADER = 6
 PAYLOAD_SIZE = CELL_SIZE - LINK_HEADER
+
+SLOT = 32
+"""Bytes of one hop's slot in an onion header (doc/protocol.md section 3)."""
+HEADER_SIZE = SLOT * MAX_HOPS
+"""The onion header of a RELAY cell's payload: one slot per hop."""
+BODY_SIZE = PAYLOAD_SIZE - HEADER_SIZE
+"""The onion body of a RELAY cell's payload: the relay message, encrypted per hop."""
 
 ID_SIZE = 20
 KEY_SIZE = 32

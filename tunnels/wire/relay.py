@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import DecodeError
-from .cells import ID_SIZE, KEY_SIZE, TOKEN_SIZE
-
-from ..crypto.onion import BODY_SIZE
+from .cells import BODY_SIZE, ID_SIZE, KEY_SIZE, TOKEN_SIZE
 
 MESSAGE_HEADER = 3
 MAX_MESSAGE_DATA = BODY_SIZE - MESSAGE_HEADER
@@ -57,7 +55,7 @@ BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED
                                RelayCommand.RENDEZVOUS_ESTABLISHED, RelayCommand.JOINED, RelayCommand.E2E,
                                RelayCommand.SENDME})
 WINDOWED = frozenset({RelayCommand.DATA, RelayCommand.E2E})
-"""Commands that count against a circuit's flow-control window (see :mod:`tunnels.flow`)."""
+"""Commands that count against a circuit's flow-control window (see :mod:`tunnels.core.flow`)."""
 HIDDEN_FORWARD = frozenset({RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                             RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DecodeError
-from ..wire.relay import decode_address, encode_address
+from .relay import decode_address, encode_address
 
 Address = tuple[str, int]
 CERT_SIZE = 32 + 8 + 64

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from .wire.cells import new_circuit_id
+from ..wire.cells import new_circuit_id
 
 Address = tuple[str, int]
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from twisted.internet.protocol import DatagramProtocol
 
-from .community import TunnelCommunity
-from .dht.node import DHTNode
-from .dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
-from .dht.testing import LOCAL_CONFIG, start_local_network, stop_all
-from .node import TunnelNode, start_node
-from .runtime import as_future
-from .settings import TunnelSettings
+from ..community import TunnelCommunity
+from ..dht.node import DHTNode
+from ..dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
+from ..dht.testing import LOCAL_CONFIG, start_local_network, stop_all
+from ..node import TunnelNode, start_node
+from ..runtime import as_future
+from ..settings import TunnelSettings
 
 Address = tuple[str, int]
 HOST = "127.0.0.1"

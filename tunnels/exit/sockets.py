@@ -1,7 +1,7 @@
 # -*- test-case-name: test.test_exit -*-
 """Exit sockets: one Twisted UDP port per exit circuit, behind the exit policy.
 
-An exit sends only to destinations its :class:`~tunnels.exitpolicy.ExitPolicy`
+An exit sends only to destinations its :class:`~tunnels.exit.policy.ExitPolicy`
 allows (global addresses, allowed ports, never itself), at most a few packets to a
 destination that never answered, at most so many destinations per circuit, within
 a node-wide bandwidth budget.  Hostnames are resolved here, every resolved address
@@ -20,9 +20,9 @@ from twisted.internet.protocol import DatagramProtocol
 from zope.interface import implementer
 
 from .addresses import is_ip_literal
-from .exitpolicy import DestinationGuard, ExitPolicy
-from .ratelimit import TokenBucket
-from .stats import Stats
+from .policy import DestinationGuard, ExitPolicy
+from ..ratelimit import TokenBucket
+from ..stats import Stats
 
 Address = tuple[str, int]
 MAX_PENDING_PER_NAME = 8

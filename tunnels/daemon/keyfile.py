@@ -14,8 +14,8 @@ import stat
 
 from ipv8.keyvault.crypto import default_eccrypto
 
-from .errors import TunnelError
-from .node import new_key_bin
+from ..errors import TunnelError
+from ..node import new_key_bin
 
 KEY_PREFIX = b"LibNaCLSK:"
 """How IPv8 marks a serialised curve25519 private key."""

@@ -30,203 +30,23 @@ import hashlib
 import ipaddress
 import os
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .errors import CircuitNotReady
+from ..errors import CircuitNotReady
+from .codec import (NO_ACCEPTABLE_METHODS, NO_AUTH, VERSION, Command, Reply, Request, Socks5Error, encode_reply,
+                    encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
 
 Address = tuple[str, int]
-VERSION = 5
-NO_AUTH = 0x00
-NO_ACCEPTABLE_METHODS = 0xFF
 MAX_CONTROL_BUFFER = 1024
 """Bytes a control connection may send before its request is complete."""
 HANDSHAKE_TIMEOUT = 30.0
 """Seconds a control connection has to finish negotiation and its request."""
 MAX_FLOWS = 256
 """Destinations one association remembers (circuit choice and reply routing)."""
-
-
-class Command(IntEnum):
-    """SOCKS5 request commands."""
-
-    CONNECT = 1
-    BIND = 2
-    UDP_ASSOCIATE = 3
-
-
-class AddressType(IntEnum):
-    """SOCKS5 address types (ATYP)."""
-
-    IPV4 = 1
-    DOMAIN = 3
-    IPV6 = 4
-
-
-class Reply(IntEnum):
-    """SOCKS5 reply codes (REP)."""
-
-    SUCCEEDED = 0
-    GENERAL_FAILURE = 1
-    NOT_ALLOWED = 2
-    NETWORK_UNREACHABLE = 3
-    HOST_UNREACHABLE = 4
-    CONNECTION_REFUSED = 5
-    TTL_EXPIRED = 6
-    COMMAND_NOT_SUPPORTED = 7
-    ADDRESS_TYPE_NOT_SUPPORTED = 8
-
-
-class Socks5Error(ValueError):
-    """Malformed SOCKS5 bytes; ``reply`` is the code to answer with, if any."""
-
-    def __init__(self, message: str, reply: Reply | None = None) -> None:
-        super().__init__(message)
-        self.reply = reply
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A parsed SOCKS5 request (after negotiation)."""
-
-    command: int
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class UdpDatagram:
-    """A parsed RFC 1928 UDP request header and its payload."""
-
-    frag: int
-    host: str
-    port: int
-    payload: bytes
-
-
-# --- codec (pure) -------------------------------------------------------------------------
-
-def parse_greeting(data: bytes) -> tuple[bytes, int] | None:
-    """Parse ``VER NMETHODS METHODS``: return (methods, bytes used), or None if incomplete.
-
-    :raises Socks5Error: wrong version or no methods offered.
-    """
-    if len(data) < 2:
-        return None
-    if data[0] != VERSION:
-        raise Socks5Error(f"not SOCKS5 (version {data[0]})")
-    count = data[1]
-    if count == 0:
-        raise Socks5Error("no authentication methods offered")
-    if len(data) < 2 + count:
-        return None
-    return bytes(data[2:2 + count]), 2 + count
-
-
-def parse_address(data: bytes, offset: int) -> tuple[Address, int] | None:
-    """Parse ``ATYP DST.ADDR DST.PORT`` at ``offset``: ((host, port), next offset), None if incomplete.
-
-    IPv4/IPv6 addresses come back in canonical text form; domain names as given
-    (ASCII, not resolved).
-
-    :raises Socks5Error: unknown ATYP (reply 0x08), an empty or non-ASCII name.
-    """
-    if len(data) <= offset:
-        return None
-    kind = data[offset]
-    start = offset + 1
-    if kind == AddressType.IPV4:
-        end = start + 4
-        if len(data) < end + 2:
-            return None
-        host = str(ipaddress.IPv4Address(bytes(data[start:end])))
-    elif kind == AddressType.IPV6:
-        end = start + 16
-        if len(data) < end + 2:
-            return None
-        host = str(ipaddress.IPv6Address(bytes(data[start:end])))
-    elif kind == AddressType.DOMAIN:
-        if len(data) <= start:
-            return None
-        length = data[start]
-        if length == 0:
-            raise Socks5Error("empty domain name", Reply.GENERAL_FAILURE)
-        end = start + 1 + length
-        if len(data) < end + 2:
-            return None
-        raw = bytes(data[start + 1:end])
-        if not all(0x21 <= b < 0x7F for b in raw):
-            raise Socks5Error("domain name is not printable ASCII", Reply.GENERAL_FAILURE)
-        host = raw.decode("ascii")
-    else:
-        raise Socks5Error(f"unknown address type {kind}", Reply.ADDRESS_TYPE_NOT_SUPPORTED)
-    port = int.from_bytes(data[end:end + 2], "big")
-    return (host, port), end + 2
-
-
-def parse_request(data: bytes) -> tuple[Request, int] | None:
-    """Parse ``VER CMD RSV ATYP DST.ADDR DST.PORT``: (request, bytes used), or None if incomplete.
-
-    :raises Socks5Error: wrong version, non-zero RSV or a bad address.
-    """
-    if len(data) < 4:
-        return None
-    if data[0] != VERSION:
-        raise Socks5Error(f"not SOCKS5 (version {data[0]})")
-    if data[2] != 0:
-        raise Socks5Error("reserved byte is not zero", Reply.GENERAL_FAILURE)
-    parsed = parse_address(data, 3)
-    if parsed is None:
-        return None
-    (host, port), used = parsed
-    return Request(data[1], host, port), used
-
-
-def encode_address(host: str, port: int) -> bytes:
-    """``ATYP ADDR PORT`` for an IP literal or a domain name."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        name = host.encode("ascii")
-        if not 0 < len(name) < 256:
-            raise ValueError(f"domain name of {len(name)} bytes cannot be encoded") from None
-        head = bytes((AddressType.DOMAIN, len(name))) + name
-    else:
-        head = bytes((AddressType.IPV4 if ip.version == 4 else AddressType.IPV6,)) + ip.packed
-    return head + port.to_bytes(2, "big")
-
-
-def encode_reply(code: Reply, address: Address = ("0.0.0.0", 0)) -> bytes:
-    """A reply to a request: ``VER REP RSV BND.ADDR BND.PORT``."""
-    return bytes((VERSION, code, 0)) + encode_address(*address)
-
-
-def parse_udp_datagram(data: bytes) -> UdpDatagram:
-    """Parse ``RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA`` (RFC 1928 section 7).
-
-    :raises Socks5Error: truncated, non-zero RSV or a bad address.
-    """
-    if len(data) < 4:
-        raise Socks5Error("truncated UDP header")
-    if data[0] != 0 or data[1] != 0:
-        raise Socks5Error("reserved bytes are not zero")
-    parsed = parse_address(data, 3)
-    if parsed is None:
-        raise Socks5Error("truncated UDP header")
-    (host, port), used = parsed
-    return UdpDatagram(data[2], host, port, bytes(data[used:]))
-
-
-def encode_udp_datagram(host: str, port: int, payload: bytes) -> bytes:
-    """Wrap ``payload`` from ``(host, port)`` in the RFC 1928 UDP header (FRAG 0)."""
-    return b"\x00\x00\x00" + encode_address(host, port) + payload
 
 
 # --- UDP association ----------------------------------------------------------------------
@@ -487,59 +307,3 @@ def _is_ip(host: str) -> bool:
         return False
     return True
 
-
-class Socks5Service(Service):
-    """SOCKS5 servers for hop counts ``hops`` on ``base_port``, ``base_port + 1``, ...
-
-    Starts once ``tunnel`` (a :class:`~tunnels.service.TunnelService`) has a node.
-    ``base_port`` 0 gives each a free port; see :attr:`ports` (hops -> TCP port).
-    """
-
-    log = Logger()
-
-    def __init__(self, reactor: Any, tunnel: Any, base_port: int, hops: tuple[int, ...] = (1, 2, 3),
-                 interface: str = "127.0.0.1") -> None:
-        self.reactor = reactor
-        self.tunnel = tunnel
-        self.base_port = base_port
-        self.hops = hops
-        self.interface = interface
-        self.servers: dict[int, Socks5Server] = {}
-        self.listening: dict[int, Any] = {}
-        self.ready: Deferred[Any] | None = None
-
-    @property
-    def ports(self) -> dict[int, int]:
-        """TCP port of each hop count's server, once listening."""
-        return {hops: int(port.getHost().port) for hops, port in self.listening.items()}
-
-    def startService(self) -> None:  # noqa: N802 (Twisted API)
-        """Listen once the node runs."""
-        super().startService()
-        self.ready = self.tunnel.when_running()
-        # The tunnel service reports its own start failure; ours (a busy port) is logged here.
-        self.ready.addCallbacks(self._listen, lambda failure: None)
-        self.ready.addErrback(lambda failure: self.log.failure("SOCKS5 could not start", failure))
-
-    def _listen(self, node: Any) -> None:
-        if not self.running:
-            return
-        for index, hops in enumerate(self.hops):
-            server = Socks5Server(self.reactor, node.community, hops, self.interface)
-            port = self.reactor.listenTCP(self.base_port + index if self.base_port else 0, server,
-                                          interface=self.interface)
-            server.start()
-            self.servers[hops] = server
-            self.listening[hops] = port
-            self.log.info("SOCKS5 (UDP ASSOCIATE) for {hops}-hop circuits on {host}:{port}",
-                          hops=hops, host=self.interface, port=port.getHost().port)
-
-    def stopService(self) -> Deferred[Any]:  # noqa: N802 (Twisted API)
-        """Stop listening and end every association."""
-        super().stopService()
-        stops = [port.stopListening() for port in self.listening.values()]
-        for server in self.servers.values():
-            server.stop()
-        self.servers.clear()
-        self.listening.clear()
-        return DeferredList([d for d in stops if d is not None]) if stops else succeed(None)

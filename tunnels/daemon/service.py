@@ -20,8 +20,8 @@ from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredica
 from twisted.python.failure import Failure
 
 from .bootstrap import fetch_bootstrap_list
-from .node import TunnelNode, start_node
-from .settings import TunnelSettings
+from ..node import TunnelNode, start_node
+from ..settings import TunnelSettings
 from .status import STATUS_LINE, node_status
 
 Address = tuple[str, int]
@@ -159,7 +159,7 @@ class TunnelService(MultiService):
     # --- status -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any] | None:
-        """The node's status (:func:`tunnels.status.node_status`), or None until it runs."""
+        """The node's status (:func:`tunnels.daemon.status.node_status`), or None until it runs."""
         if self.node is None:
             return None
         return node_status(self.node, self.reactor.seconds())

@@ -20,7 +20,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseDone, R
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from .errors import TunnelError
+from ..errors import TunnelError
 
 Address = tuple[str, int]
 MAX_LIST_BYTES = 64 * 1024

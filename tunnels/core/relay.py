@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from .circuits import JoinedCircuit, KeyCache
-from .crypto import ntor
-from .crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backward, originate_backward, \
+from ..crypto import ntor
+from ..crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backward, originate_backward, \
     peel_forward
-from .errors import DecodeError, HandshakeError
-from .ratelimit import KeyedTokenBuckets, ShareLimiter
+from ..errors import DecodeError, HandshakeError
+from ..ratelimit import KeyedTokenBuckets, ShareLimiter
 from .routing import LinkTable, Role
-from .wire import relay as msg
-from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
-from .wire.relay import RelayCommand
+from ..wire import relay as msg
+from ..wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
+from ..wire.relay import RelayCommand
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from .settings import TunnelSettings
-    from .stats import Stats
+    from ..settings import TunnelSettings
+    from ..stats import Stats
 
 Address = tuple[str, int]
 
@@ -56,7 +56,7 @@ class RelayRole:
         self.joined: set[JoinedCircuit] = set()
         self.key_cache = KeyCache()
         self.hidden: Any = None
-        """The :class:`~tunnels.hidden.relay_side.HiddenRelay` duties, set by the community."""
+        """The :class:`~tunnels.core.hs_relay.HiddenRelay` duties, set by the community."""
         self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
         self.shares = ShareLimiter(max(1, settings.max_joined_circuits), settings.max_joined_share)
 

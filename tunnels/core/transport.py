@@ -20,7 +20,7 @@ from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from .wire.cells import CELL_MARK
+from ..wire.cells import CELL_MARK
 
 Address = tuple[str, int]
 RECEIVE_BUFFER = 870400

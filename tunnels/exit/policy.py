@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from tunnels.addresses import is_forbidden_ip
+from tunnels.exit.addresses import is_forbidden_ip
 
 __all__ = ["DEFAULT_DENY_PORTS", "DestinationGuard", "ExitPolicy"]
 

@@ -18,12 +18,12 @@ from ..errors import DecodeError
 from ..ratelimit import KeyedTokenBuckets
 from ..wire.cells import CellType, frame
 from ..wire.relay import RelayCommand
-from .keys import member_id, verify_record
-from .messages import EstablishIntro, Introduce, IntroReply
+from ..crypto.service_keys import member_id, verify_record
+from ..wire.hidden import EstablishIntro, Introduce, IntroReply
 
 if TYPE_CHECKING:
-    from ..circuits import JoinedCircuit
-    from ..relay import RelayRole
+    from .circuits import JoinedCircuit
+    from .relay import RelayRole
 
 Address = tuple[str, int]
 MAX_PER_SERVICE = 8

@@ -6,15 +6,15 @@ from __future__ import annotations
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
-from .crypto.onion import MAX_SEQ, HopKeys, new_counter
-from .crypto.replay import ReplayWindow
-from .wire.cells import relay_prefix
+from ..crypto.onion import MAX_SEQ, HopKeys, new_counter
+from ..crypto.replay import ReplayWindow
+from ..wire.cells import relay_prefix
 from .flow import FlowWindow
-from .wire.cells import CELL_SIZE
+from ..wire.cells import CELL_SIZE
 
 if TYPE_CHECKING:
-    from .crypto.ntor import ClientState
-    from .settings import TunnelSettings
+    from ..crypto.ntor import ClientState
+    from ..settings import TunnelSettings
 
 Address = tuple[str, int]
 

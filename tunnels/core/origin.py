@@ -10,15 +10,15 @@ from typing import Any
 from twisted.logger import Logger
 
 from .circuits import Circuit, CircuitState, Hop
-from .crypto import ntor
-from .crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
-from .errors import CircuitBuildFailed, DecodeError, HandshakeError
+from ..crypto import ntor
+from ..crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
+from ..errors import CircuitBuildFailed, DecodeError, HandshakeError
 from .routing import LinkTable, Role
-from .settings import TunnelSettings
-from .stats import Stats
-from .wire import relay as msg
-from .wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
-from .wire.relay import RelayCommand
+from ..settings import TunnelSettings
+from ..stats import Stats
+from ..wire import relay as msg
+from ..wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
+from ..wire.relay import RelayCommand
 
 Address = tuple[str, int]
 DataHandler = Callable[[Circuit, Address, bytes], None]

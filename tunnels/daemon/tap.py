@@ -15,7 +15,7 @@ from twisted.logger import InvalidLogLevelError, LogLevel
 from twisted.python import usage
 
 from .bootstrap import Address, check_url, parse_address
-from .settings import TunnelSettings
+from ..settings import TunnelSettings
 
 MAX_LISTED_EXIT_PORTS = 4096
 """Most ports ``--exit-ports`` may list (leave it empty for "every port from 1024")."""
@@ -158,13 +158,13 @@ def make_service(options: Options, reactor: Any) -> IService:
     """Build the service tree for ``options`` on ``reactor``.
 
     :raises tunnels.runtime.ReactorMismatch: ``reactor`` is not the asyncio reactor.
-    :raises tunnels.keyfile.KeyFileError: the key file cannot be used.
+    :raises tunnels.daemon.keyfile.KeyFileError: the key file cannot be used.
     :raises OSError: the ``--bootstrap-ca`` file cannot be read.
     """
     from .keyfile import load_or_create_key
-    from .runtime import check_reactor
+    from ..runtime import check_reactor
     from .service import TunnelService
-    from .socks5 import Socks5Service
+    from ..socks5 import Socks5Service
     from .status import StatusService
 
     check_reactor(reactor)
@@ -196,7 +196,7 @@ def makeService(options: Options) -> IService:  # noqa: N802 (twistd's name)
     from twisted.internet import reactor
 
     from .keyfile import KeyFileError
-    from .runtime import ReactorMismatch
+    from ..runtime import ReactorMismatch
     try:
         return make_service(options, reactor)
     except (ReactorMismatch, KeyFileError) as e:
