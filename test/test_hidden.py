@@ -134,16 +134,15 @@ class ThreeMemberTests(HiddenNetworkCase):
         owner.register("findable")
         registration = owner.community.registrations[parse_service_id("findable")[0].dht_key]
         await wait_for(lambda: len(registration.established) == 2, 10)
-        relays = {n.address: n for n in self.net.relays}
-        victim = next((c.hops[-1].address for c in registration.established if c.hops[-1].address in relays), None)
-        if victim is None:  # both intro points are exits or clients: make one a plain relay first
-            circuit = next(iter(registration.established))
-            owner.community.remove_circuit(circuit)
-            await wait_for(lambda: any(c.hops[-1].address in relays for c in registration.established)
-                           and len(registration.established) == 2, 20, what="an intro point on a relay")
-            victim = next(c.hops[-1].address for c in registration.established if c.hops[-1].address in relays)
-        await as_future(relays[victim].stop())
-        self.net.relays.remove(relays[victim])
+        # Any intro point but the newcomer's node will do (two intro points are distinct, so one
+        # qualifies): stop that node whatever its role, rather than wait for chance to put one on a relay.
+        newcomer_address = newcomer.community.udp.host, newcomer.community.udp.port
+        victim = next(c.hops[-1].address for c in registration.established if c.hops[-1].address != newcomer_address)
+        node = next(n for n in self.net.nodes if n.address == victim)
+        await as_future(node.stop())
+        for group in (self.net.relays, self.net.exits, self.net.clients):
+            if node in group:
+                group.remove(node)
         await wait_for(lambda: len(registration.established) == 2 and
                        victim not in {c.hops[-1].address for c in registration.established}, 30,
                        what="a new intro point")
