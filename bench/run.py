@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -21,11 +20,12 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.harness import Cluster, NodeError, log  # noqa: E402
-from bench.impls.base import Unsupported  # noqa: E402
+from bench.harness import Cluster, log  # noqa: E402
+from bench.results import Results, table  # noqa: E402
+from bench.scenarios import SCENARIOS, Context  # noqa: E402
 
-SCENARIOS = ["memory", "build", "bulk", "hs"]
 WINDOW = 128
+BASE_CONFIG = {"quick": {"runs": 1, "warmup": 0.7, "measure": 1.5}, "full": {"runs": 3, "warmup": 1.5, "measure": 3.0}}
 
 
 def make_registry():
@@ -63,186 +63,6 @@ def machine_info(adapters):
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
-class Results:
-    def __init__(self):
-        self.data = {}   # key -> {"unit":, "better":, "impls": {name: [values]}}
-        self.order = []
-
-    def add(self, key, unit, better, impl, value):
-        if key not in self.data:
-            self.data[key] = {"unit": unit, "better": better, "impls": {}}
-            self.order.append(key)
-        self.data[key]["impls"].setdefault(impl, []).append(value)
-
-    def median(self, key, impl):
-        vals = self.data.get(key, {}).get("impls", {}).get(impl)
-        return statistics.median(vals) if vals else None
-
-    def to_json(self):
-        out = {}
-        for key in self.order:
-            d = self.data[key]
-            out[key] = {"unit": d["unit"], "better": d["better"],
-                        "median": {i: statistics.median(v) for i, v in d["impls"].items()},
-                        "runs": d["impls"]}
-        return out
-
-
-def fmt(v):
-    if v is None:
-        return "n/a"
-    if abs(v) >= 100:
-        return "%.0f" % v
-    if abs(v) >= 10:
-        return "%.1f" % v
-    return "%.2f" % v
-
-
-def table(results, impls, ours):
-    theirs = [i for i in impls if i != ours]
-    ratio_cols = [t for t in theirs if t.startswith("pyipv8")]
-    head = ["scenario", "unit"] + list(impls) + ["%s/%s" % ("ours", t) for t in ratio_cols]
-    rows = []
-    for key in results.order:
-        d = results.data[key]
-        row = [key, d["unit"]] + [fmt(results.median(key, i)) for i in impls]
-        for t in ratio_cols:
-            o = results.median(key, ours) if ours else None
-            r = results.median(key, t)
-            row.append("%.2f" % (o / r) if (o is not None and r) else "-")
-        rows.append(row)
-    widths = [max(len(str(r[c])) for r in [head] + rows) for c in range(len(head))]
-    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(head, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- scenarios
-def scenario_build(adapters, res, cfg):
-    for hops in (1, 2, 3):
-        for parallel, count in ((1, cfg["build_seq"]), (8, cfg["build_par"])):
-            for run in range(cfg["runs"]):
-                for name, a in adapters.items():
-                    if "build" not in a.scenarios:
-                        continue
-                    log("build %s: %d hops x%d (run %d)", name, hops, parallel, run + 1)
-                    times = a.build_times(hops, count, parallel)
-                    key = "build %d hop%s, %s" % (hops, "s" if hops > 1 else "",
-                                                  "one at a time" if parallel == 1 else "8 at once")
-                    # each run contributes the median of its samples
-                    res.add(key, "ms", "lower", name, statistics.median(times) * 1000)
-
-
-def bulk_once(a, sink, hops, size, cfg):
-    handle, chain = a.open_circuit(hops)
-    sink.call("reset")  # forget the previous flow's sequence numbers before the sender starts
-    try:
-        a.bulk_start(handle, size, cfg["window"])
-        time.sleep(cfg["warmup"])
-        before = [n.call("stats") for n in chain]
-        c0 = a.client.call("stats")
-        sink.call("reset")
-        time.sleep(cfg["measure"])
-        s = sink.call("stats")
-        c1 = a.client.call("stats")
-        after = [n.call("stats") for n in chain]
-        summary = a.bulk_stop(handle)
-    finally:
-        try:
-            a.close_circuit(handle)
-        except NodeError:
-            pass
-        time.sleep(0.3)  # let queues drain before the next measurement
-    sent = c1.get("sent", 0) - c0.get("sent", 0)
-    per_node = []
-    for b, e in zip(before, after):
-        cells = e["cells"] - b["cells"]
-        cpu = e["cpu"] - b["cpu"]
-        per_node.append({"cells": cells, "cpu": cpu,
-                         "us_per_cell": cpu / cells * 1e6 if cells > 0 else None,
-                         "util": cpu / (e["wall"] - b["wall"])})
-    return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"],
-            "loss": (1 - s["packets"] / sent) if sent > 0 else None,
-            "client_util": (c1["cpu"] - c0["cpu"]) / (c1["wall"] - c0["wall"]), "nodes": per_node,
-            "sender": summary}
-
-
-def scenario_bulk(adapters, sinks, res, cfg, detail):
-    for size in (1024, 256):
-        for hops in (1, 2, 3):
-            for run in range(cfg["runs"]):
-                for name, a in adapters.items():
-                    if "bulk" not in a.scenarios:
-                        continue
-                    log("bulk %s: %d hops, %d B (run %d)", name, hops, size, run + 1)
-                    r = bulk_once(a, sinks[name], hops, size, cfg)
-                    detail.setdefault(name, []).append(dict(r, hops=hops, size=size))
-                    label = "%d hop%s, %s" % (hops, "s" if hops > 1 else "",
-                                              "1 KiB" if size == 1024 else "%d B" % size)
-                    res.add("throughput " + label, "MB/s", "higher", name, r["mbps"])
-                    res.add("packets/s " + label, "kpkt/s", "higher", name, r["pps"] / 1000)
-                    if hops == 3 and size == 1024:
-                        relays = [n["us_per_cell"] for n in r["nodes"][:-1] if n["us_per_cell"]]
-                        if relays:
-                            res.add("CPU per relayed cell (relay, 3 hops 1 KiB)", "us", "lower",
-                                    name, statistics.mean(relays))
-                        if r["nodes"][-1]["us_per_cell"]:
-                            res.add("CPU per relayed cell (exit, 3 hops 1 KiB)", "us", "lower",
-                                    name, r["nodes"][-1]["us_per_cell"])
-
-
-def scenario_memory(adapters, res, cfg):
-    n = cfg["mem_circuits"]
-    for name, a in adapters.items():
-        if "memory" not in a.scenarios:
-            continue
-        log("memory %s: %d circuits of 3 hops", name, n)
-        relays = a.relays
-        before = [r.call("stats") for r in relays]
-        t0 = time.monotonic()
-        built = a.hold_circuits(n, 3)
-        elapsed = time.monotonic() - t0
-        time.sleep(0.5)
-        after = [r.call("stats") for r in relays]
-        per = []
-        for b, e in zip(before, after):
-            joined = e["joined"] - b["joined"]
-            if joined > 0:
-                per.append((e["rss"] - b["rss"]) / joined)
-        log("memory %s: built %d in %.1f s, joined %s", name, built, elapsed,
-            [e["joined"] for e in after])
-        if per:
-            res.add("memory per joined circuit (relay, %d circuits)" % n, "KiB", "lower", name,
-                    statistics.mean(per) / 1024)
-        a.release_circuits()
-
-
-def scenario_hs(adapters, res, cfg):
-    try:
-        for hops in (1, 2):
-            label = "%d hop%s a side" % (hops, "s" if hops > 1 else "")
-            for run in range(cfg["runs"]):
-                for name, a in adapters.items():
-                    if "hs" not in a.scenarios:
-                        continue
-                    log("hidden service %s: %s (run %d)", name, label, run + 1)
-                    try:
-                        times = a.hs_setup_times(hops, cfg["hs_samples"])
-                        a.hs_reset_sink()
-                        res.add("hidden-service setup, " + label, "ms", "lower", name,
-                                statistics.median(times) * 1000)
-                        r = a.hs_bulk(hops, 1024, cfg["window"], cfg["warmup"], cfg["measure"])
-                        res.add("hidden-service throughput, %s, 1 KiB" % label, "MB/s", "higher",
-                                name, r["mbps"])
-                    except Unsupported:
-                        continue
-    finally:
-        for a in adapters.values():
-            a.hs_close()
-
-
 # ----------------------------------------------------------------------------- main
 def main(argv=None):
     reg = make_registry()
@@ -266,12 +86,10 @@ def main(argv=None):
     for s in scen:
         if s not in SCENARIOS:
             p.error("unknown scenario %r (have: %s)" % (s, ", ".join(SCENARIOS)))
-    if args.quick:
-        cfg = {"runs": 1, "warmup": 0.7, "measure": 1.5, "build_seq": 10, "build_par": 3,
-               "mem_circuits": 1000, "hs_samples": 3}
-    else:
-        cfg = {"runs": 3, "warmup": 1.5, "measure": 3.0, "build_seq": 20, "build_par": 5,
-               "mem_circuits": 1000, "hs_samples": 5}
+    mode = "quick" if args.quick else "full"
+    cfg = dict(BASE_CONFIG[mode])
+    for name in scen:
+        cfg.update(SCENARIOS[name].CONFIG[mode])
     if args.runs:
         cfg["runs"] = args.runs
     cfg["window"] = args.window
@@ -296,14 +114,10 @@ def main(argv=None):
             clusters.append(c)
             sinks[name] = c.start(name + "-sink", "bench.sink")
             a.start(c, 3, sinks[name].addr)
-        if "memory" in scen:
-            scenario_memory(adapters, res, cfg)
-        if "build" in scen:
-            scenario_build(adapters, res, cfg)
-        if "bulk" in scen:
-            scenario_bulk(adapters, sinks, res, cfg, detail)
-        if "hs" in scen:
-            scenario_hs(adapters, res, cfg)
+        ctx = Context(adapters, sinks, res, cfg, detail)
+        for name in SCENARIOS:
+            if name in scen:
+                SCENARIOS[name].run(ctx)
         for name, a in adapters.items():
             a.stop()
     except KeyboardInterrupt:

@@ -1,0 +1,23 @@
+"""Benchmark scenarios: one module each, with ``CONFIG`` (quick and full settings) and ``run(ctx)``.
+
+To add a scenario, write its module and list it in :data:`SCENARIOS` (run order).  ``ctx`` is a
+:class:`Context`; a scenario adds figures with ``ctx.res.add(key, unit, better, impl, value)``.
+"""
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.scenarios import build, bulk, hs, memory
+
+SCENARIOS = {"memory": memory, "build": build, "bulk": bulk, "hs": hs}
+"""Name -> module, in the order a run performs them."""
+
+
+@dataclass
+class Context:
+    """What a scenario gets: the running adapters, their sinks, where figures go, the settings."""
+
+    adapters: dict
+    sinks: dict
+    res: Any
+    cfg: dict
+    detail: dict = field(default_factory=dict)
