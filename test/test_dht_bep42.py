@@ -56,9 +56,9 @@ class EnforcementTests(SynchronousTestCase):
         node = DHTNode(Clock(), DHTConfig(bootstrap=(), address_policy="any",
                                           enforce_node_id=True))
         good = bep42.node_id_for_ip("124.31.75.21", 1)
-        self.assertTrue(node.admit(good, "124.31.75.21"))
-        self.assertTrue(node.admit(b"\x00" * 20, "10.0.0.1"))
-        self.assertFalse(node.admit(b"\x00" * 20, "124.31.75.21"))
+        self.assertTrue(node.admit(good, ("124.31.75.21", 6881)))
+        self.assertTrue(node.admit(b"\x00" * 20, ("10.0.0.1", 6881)))
+        self.assertFalse(node.admit(b"\x00" * 20, ("124.31.75.21", 6881)))
         self.assertEqual(node.stats.dropped["bep42_id"], 1)
         lax = DHTNode(Clock(), DHTConfig(bootstrap=(), address_policy="any"))
-        self.assertTrue(lax.admit(b"\x00" * 20, "124.31.75.21"))
+        self.assertTrue(lax.admit(b"\x00" * 20, ("124.31.75.21", 6881)))

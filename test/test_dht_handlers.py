@@ -30,6 +30,10 @@ def make_handler(store: PeerStore | None = None) -> QueryHandler:
                         store if store is not None else PeerStore(), version=b"TX01")
 
 
+LARGE = 10_000
+"""A query size whose amplification budget no reply reaches (the bound has its own tests)."""
+
+
 def q(method: bytes, **args: Any) -> Query:
     full = {b"id": PEER_ID, **{k.encode(): v for k, v in args.items()}}
     return Query(b"tt", method, full, PEER_ID)
@@ -43,7 +47,7 @@ class HandlerTests(SynchronousTestCase):
 
     def answer(self, query: Query, now: float = 1.0, src: tuple[str, int] = SRC
                ) -> krpc.Message:
-        return krpc.decode_message(self.handler.handle(query, src, now))
+        return krpc.decode_message(self.handler.handle(query, src, now, LARGE))
 
     def test_ping(self) -> None:
         """ping is answered with our id, the same tid, our version, and (BEP 42) the
@@ -51,7 +55,7 @@ class HandlerTests(SynchronousTestCase):
         reply = self.answer(q(b"ping"))
         assert isinstance(reply, Response)
         self.assertEqual((reply.tid, reply.sender_id, reply.version), (b"tt", OWN, b"TX01"))
-        raw = fastbencode.bdecode(self.handler.handle(q(b"ping"), SRC, 1.0))
+        raw = fastbencode.bdecode(self.handler.handle(q(b"ping"), SRC, 1.0, LARGE))
         self.assertEqual(raw[b"ip"], krpc.encode_peer(*SRC))
 
     def test_find_node(self) -> None:
@@ -115,9 +119,10 @@ class HandlerTests(SynchronousTestCase):
         """A full peer store answers error 202 and stores nothing."""
         handler = make_handler(PeerStore(max_keys=1))
         token = handler.tokens.issue(SRC[0], 1.0)
-        handler.handle(q(b"announce_peer", info_hash=b"a" * 20, port=1, token=token), SRC, 1.0)
+        handler.handle(q(b"announce_peer", info_hash=b"a" * 20, port=1, token=token), SRC, 1.0,
+                       LARGE)
         reply = krpc.decode_message(handler.handle(
-            q(b"announce_peer", info_hash=HASH, port=1, token=token), SRC, 1.0))
+            q(b"announce_peer", info_hash=HASH, port=1, token=token), SRC, 1.0, LARGE))
         assert isinstance(reply, Error)
         self.assertEqual(reply.code, 202)
 
@@ -139,6 +144,6 @@ class FuzzHandlerTests(SynchronousTestCase):
         """Any method and arguments get a Response or an Error with the query's tid."""
         handler = make_handler()
         reply = krpc.decode_message(handler.handle(Query(b"fz", method, {b"id": PEER_ID, **args},
-                                                         PEER_ID), SRC, 1.0))
+                                                         PEER_ID), SRC, 1.0, LARGE))
         self.assertEqual(reply.tid, b"fz")
         self.assertLessEqual(len(handler.store), 1)

@@ -132,7 +132,7 @@ class DeviationTests(SynchronousTestCase):
         self.assertEqual(self.reason(b""), "not_dict")
         self.assertEqual(self.reason(b"le"), "not_dict")
         self.assertEqual(self.reason(b"d1:t2:aa"), "bad_bencode")               # truncated
-        self.assertEqual(self.reason(b"d1:y1:q1:t2:aae"), "bad_bencode")        # unsorted keys
+        self.assertEqual(self.reason(b"d1:t2:aa1:t2:bb1:y1:qe"), "bad_bencode")  # duplicate key
         self.assertEqual(self.reason(b"d1:t2:aa1:y1:qejunk"), "bad_bencode")
         self.assertEqual(self.reason(b"d1:y1:qe"), "bad_tid")
         self.assertEqual(self.reason(b"d1:ti5e1:y1:qe"), "bad_tid")

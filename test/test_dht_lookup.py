@@ -118,7 +118,8 @@ class LookupTests(SynchronousTestCase):
         target = b"\x00" * 20
         net.peers[net.nodes[0].node_id] = [krpc.encode_peer("192.0.2.7", 80)]
         result = self.successResultOf(self.run_lookup(
-            net, target, b"get_peers", accept_address=lambda h: h.startswith("127.")))
+            net, target, b"get_peers", accept_node=lambda h, p: h.startswith("127."),
+            accept_peer=lambda h, p: h.startswith("127.")))
         self.assertNotIn(bogus, net.queries)
         self.assertEqual(result.peers, [])
 

@@ -82,31 +82,34 @@ class BucketTests(SynchronousTestCase):
         table = self.full()
         table.note_response(node_at(0, 100), 1.0)
         victim = node_at(0, 3)
-        table.note_failure(victim.node_id, victim.addr)
+        table.note_failure(victim.node_id, victim.addr, 1.0)
         self.assertIn(victim.node_id, table)
-        table.note_failure(victim.node_id, victim.addr)
+        table.note_failure(victim.node_id, victim.addr, 1.0)
         self.assertNotIn(victim.node_id, table)
         self.assertIn(node_at(0, 100).node_id, table)
         self.assertEqual(len(table), 8)
 
-    def test_bad_node_replaced_on_insert(self) -> None:
-        """With no replacement waiting, a bad node goes at the next insertion."""
+    def test_bad_node_evicted(self) -> None:
+        """One failure stops a node being handed out; the second evicts it even with no
+        replacement waiting, so the next node to answer gets its place."""
         table = self.full()
         victim = node_at(0, 5)
-        table.note_failure(victim.node_id, victim.addr)
-        table.note_failure(victim.node_id, victim.addr)
+        table.note_failure(victim.node_id, victim.addr, 1.0)
+        self.assertIn(victim.node_id, table)
         self.assertNotIn(victim, table.closest(victim.node_id, 100))
-        table.note_response(node_at(0, 200), 2.0)
+        table.note_failure(victim.node_id, victim.addr, 1.0)
         self.assertNotIn(victim.node_id, table)
+        self.assertEqual(len(table), 7)
+        table.note_response(node_at(0, 200), 2.0)
         self.assertIn(node_at(0, 200).node_id, table)
 
     def test_response_clears_failures(self) -> None:
         """A node that answers again is good again."""
         table = self.full()
         n = node_at(0, 1)
-        table.note_failure(n.node_id, n.addr)
+        table.note_failure(n.node_id, n.addr, 1.0)
         table.note_response(n, 5.0)
-        table.note_failure(n.node_id, n.addr)
+        table.note_failure(n.node_id, n.addr, 1.0)
         self.assertIn(n.node_id, table)
 
     def test_bounded(self) -> None:
@@ -137,7 +140,7 @@ class AddressRuleTests(SynchronousTestCase):
         table = RoutingTable(OWN, 0.0)
         n = node_at(3, 1, port=5000)
         table.note_response(n, 1.0)
-        table.note_failure(n.node_id, n.addr)
+        table.note_failure(n.node_id, n.addr, 1.0)
         table.note_response(NodeInfo(n.node_id, "127.0.0.1", 6000), 2.0)
         self.assertEqual(table.closest(n.node_id, 1)[0].addr, ("127.0.0.1", 6000))
 

@@ -10,6 +10,10 @@ Pending queries live in one bounded table keyed by a random transaction id from
 :mod:`secrets`; a reply counts only if it carries a live transaction id *and* comes from
 the address the query went to, so a spoofed reply from elsewhere is dropped (and the
 genuine one still accepted).
+
+It is also the last gate before the wire: a ``may_send(host, port)`` predicate refuses,
+with :class:`DHTError` and before any I/O, every query to an address on the node's
+never-query list (see :mod:`tunnels.dht.addresses`), whichever code path chose it.
 """
 from __future__ import annotations
 
@@ -107,11 +111,13 @@ class KRPCClient:
 
     def __init__(self, reactor: IReactorTime, send: SendFn, *, stats: DHTStats | None = None,
                  timeout: float = 2.0, retries: int = 1, max_pending: int = 512,
-                 version: bytes | None = None, read_only: bool = False) -> None:
+                 version: bytes | None = None, read_only: bool = False,
+                 may_send: Callable[[str, int], bool] = lambda host, port: True) -> None:
         if timeout <= 0 or retries < 0:
             raise ValueError("timeout must be positive and retries >= 0")
         self._reactor = reactor
         self._send = send
+        self._may_send = may_send
         self.stats = stats if stats is not None else DHTStats()
         self.timeout = timeout
         self.retries = retries
@@ -125,8 +131,14 @@ class KRPCClient:
 
         Fires with the :class:`Response`; fails with :class:`QueryTimeout` after
         ``retries`` resends (each with a new transaction id), :class:`RemoteError` for a
-        KRPC error reply, or :class:`DHTError` if the datagram could not be sent.
+        KRPC error reply, or :class:`DHTError` if the datagram could not be sent or
+        ``may_send`` refuses ``addr`` (counted as ``stats.dropped["refused_target"]``).
         """
+        if not self._may_send(addr[0], addr[1]):
+            self.stats.drop("refused_target")
+            refused: Deferred[Response] = Deferred()
+            refused.errback(DHTError(f"refusing to query {addr[0]}:{addr[1]}"))
+            return refused
         left = self.retries if retries is None else retries
         attempt_d: Deferred[Response | Error] | None = None
         cancelled = False

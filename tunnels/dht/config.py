@@ -2,12 +2,10 @@
 """Settings of a DHT node (frozen and validated; derive variants with ``dataclasses.replace``)."""
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from tunnels.dht.krpc import ID_LENGTH, Address
+from tunnels.dht.addresses import POLICIES, AddressPolicy, never_contact
+from tunnels.dht.krpc import ID_LENGTH, Address, is_ipv4
 
 PUBLIC_ROUTERS: tuple[Address, ...] = (
     ("router.bittorrent.com", 6881),
@@ -17,27 +15,6 @@ PUBLIC_ROUTERS: tuple[Address, ...] = (
 )
 """The well-known public bootstrap routers: the production default.  Tests, demos and
 local networks must pass their own ``bootstrap`` (and ``address_policy="loopback"``)."""
-
-AddressPolicy = Literal["any", "global", "loopback"]
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-
-
-def address_filter(policy: AddressPolicy) -> Callable[[str], bool]:
-    """The predicate deciding which learned node and peer addresses are ever contacted or
-    returned: ``"global"`` (public unicast only, the default: a reply cannot make us probe
-    private networks), ``"loopback"`` (127.0.0.0/8 only: tests and local networks, so
-    nothing can lead them off the machine) or ``"any"``."""
-    def accept(host: str) -> bool:
-        try:
-            ip = ipaddress.IPv4Address(host)
-        except ValueError:
-            return False
-        if policy == "loopback":
-            return ip.is_loopback
-        if policy == "global":
-            return ip.is_global and not ip.is_multicast
-        return not (ip.is_unspecified or ip.is_multicast or ip == _BROADCAST)
-    return accept
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,9 +38,20 @@ class DHTConfig:
     stale_after: float = 900.0
     """A node quiet this long is questionable; a bucket unchanged this long is refreshed."""
     max_failures: int = 2
-    maintenance_interval: float = 60.0
+    """Queries in a row a node may leave unanswered before it is evicted."""
+    maintenance_interval: float = 5.0
+    """The maintenance tick (libtorrent's): each one queries the table entry heard from
+    least recently, pings questionable nodes and refreshes stale buckets."""
+    self_lookup_interval: float = 600.0
+    """How often we look up our own id (libtorrent: 10 minutes), so the buckets near us
+    fill as the network grows; with fewer than ``k`` nodes known, it is a new bootstrap."""
+    soft_timeout: float = 1.0
+    """A lookup stops waiting for a node after this long (libtorrent's short timeout); a
+    later reply still counts until ``query_timeout``."""
     max_refresh: int = 8
     """Bucket-refresh lookups started at once (at bootstrap and per maintenance round)."""
+    max_pings: int = 8
+    """Questionable nodes pinged per maintenance tick."""
     token_rotate_interval: float = 300.0
     peer_ttl: float = 1800.0
     max_keys: int = 1000
@@ -71,12 +59,20 @@ class DHTConfig:
     max_peers_total: int = 20000
     max_values: int = 50
     query_rate: float = 10.0
-    """Incoming queries allowed per second per source IP (token bucket) ..."""
+    """Queries answered per second per source prefix (/24, /48; token bucket) ..."""
     query_burst: float = 40.0
+    """... with this burst."""
+    upload_rate: float = 20_000.0
+    """Bytes per second of replies and errors, all sources together (token bucket) ..."""
+    upload_burst: float = 40_000.0
     """... with this burst."""
     max_rate_sources: int = 4096
     max_verifying: int = 32
     """Unknown nodes that queried us and are being pinged before entering the table."""
+    verify_rate: float = 1.0
+    """Such verification pings per second, all sources together ..."""
+    verify_burst: float = 8.0
+    """... with this burst."""
     version: bytes | None = b"TX\x00\x01"
     """The ``v`` field (client id and version), ``None`` to send none."""
 
@@ -84,14 +80,17 @@ class DHTConfig:
         if self.node_id is not None and (not isinstance(self.node_id, bytes)
                                          or len(self.node_id) != ID_LENGTH):
             raise ValueError("node_id must be 20 bytes")
-        if self.address_policy not in ("any", "global", "loopback"):
+        if self.address_policy not in POLICIES:
             raise ValueError(f"unknown address_policy {self.address_policy!r}")
         if self.k < 1 or self.alpha < 1 or self.retries < 0 or self.max_failures < 1:
             raise ValueError("k, alpha and max_failures must be >= 1, retries >= 0")
         for name in ("query_timeout", "stale_after", "maintenance_interval",
-                     "token_rotate_interval", "peer_ttl", "query_rate", "query_burst"):
+                     "self_lookup_interval", "soft_timeout", "token_rotate_interval",
+                     "peer_ttl", "query_rate", "query_burst", "upload_rate", "upload_burst",
+                     "verify_rate", "verify_burst"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         for host, port in self.bootstrap:
-            if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+            if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536 \
+                    or (is_ipv4(host) and never_contact(host, port)):
                 raise ValueError(f"bad bootstrap address {(host, port)!r}")

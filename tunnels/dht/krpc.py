@@ -3,14 +3,15 @@
 
 Pure functions only: bytes in, typed messages out, and back.  :func:`decode_message`
 is *total*: it returns a :class:`Query`, :class:`Response` or :class:`Error`, or raises
-:class:`KRPCDecodeError`, never anything else, whatever the bytes.  Bencoding is
-strict (``fastbencode``): unsorted keys, leading zeros or trailing junk are refused,
-so the node drops such datagrams and counts them.
+:class:`KRPCDecodeError`, never anything else, whatever the bytes.
 
-What is tolerated, because other implementations do it: unknown top-level and
-argument keys, a missing or odd ``v``, a transaction id of any length up to
-:data:`MAX_TID`, error lists whose message is missing or not a string, and compact
-node strings whose length is not a multiple of 26 (the tail is ignored).
+Be liberal in what you accept (as libtorrent is), strict in what you send: we decode
+dictionaries with keys out of order (:mod:`tunnels.dht.bencode`), transaction ids of any
+length, the empty one included (BEP 5 sets no length; the datagram cap bounds it), unknown
+top-level and argument keys, a missing or odd ``v``, error lists whose message is missing or
+not a string, and compact node strings whose length is not a multiple of 26 (the tail is
+ignored).  We send canonical bencode, 4-byte transaction ids, and nothing BEP 5 does not name
+besides ``v``, ``ip`` (BEP 42) and ``ro`` (BEP 43).
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
-from fastbencode import bdecode, bencode  # type: ignore[attr-defined]
+from fastbencode import bencode  # type: ignore[attr-defined]
 
+from tunnels.dht import bencode as bdecoding
 from tunnels.errors import DecodeError
 
 Address = tuple[str, int]
@@ -34,8 +36,6 @@ COMPACT_NODE_LENGTH: Final = 26
 COMPACT_PEER_LENGTH: Final = 6
 MAX_DATAGRAM: Final = 8192
 """Datagrams longer than this are dropped before decoding (a KRPC message is < 1500 bytes)."""
-MAX_TID: Final = 16
-"""Longest transaction id accepted (BEP 5 ids are usually 2 bytes)."""
 
 
 class ErrorCode(IntEnum):
@@ -122,13 +122,13 @@ def decode_message(data: bytes) -> Message:
     if not data or data[:1] != b"d":
         raise KRPCDecodeError("not_dict")
     try:
-        msg = bdecode(data)
-    except Exception:  # fastbencode raises ValueError/TypeError/RecursionError on bad input
+        msg = bdecoding.decode(data)
+    except bdecoding.BencodeError:
         raise KRPCDecodeError("bad_bencode") from None
     if not isinstance(msg, dict):
         raise KRPCDecodeError("not_dict")
     tid = msg.get(b"t")
-    if not isinstance(tid, bytes) or not 0 < len(tid) <= MAX_TID:
+    if not isinstance(tid, bytes):
         raise KRPCDecodeError("bad_tid")
     kind = msg.get(b"y")
     if kind == b"q":

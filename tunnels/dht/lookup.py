@@ -8,9 +8,15 @@ ask, or ``max_queries`` were sent).  It only needs a ``query(node, method, args)
 function, so the node (with routing-table bookkeeping) and the socket-less
 :class:`~tunnels.dht.lookup_client.DHTLookupClient` share it.
 
-Replies are untrusted: compact node lists are capped, nodes whose address the
-``accept_address`` policy refuses are ignored, ``values`` entries that are not 6-byte
-compact peers are skipped, and the peer set is bounded.
+Dead nodes do not hold a lookup up for long: with a ``clock``, a query unanswered after
+``soft_timeout`` seconds stops counting (its slot goes to the next candidate, and the lookup
+may end without it), as libtorrent's short timeout does; a reply that still comes in before
+the end counts as usual.
+
+Replies are untrusted: compact node lists are capped, nodes whose address ``accept_node``
+refuses are never queried (the node passes its never-query list, address policy, own
+address and recently failed addresses), ``values`` entries that are not 6-byte compact
+peers or that ``accept_peer`` refuses are skipped, and the peer set is bounded.
 """
 from __future__ import annotations
 
@@ -19,11 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from tunnels.dht.krpc import Address, NodeInfo, Response, decode_nodes, decode_peer, distance
 
 QueryFn = Callable[[NodeInfo, bytes, dict[bytes, Any]], "Deferred[Response]"]
 """Sends one query to a node; the lookup adds nothing but ``method`` and ``args``."""
+AddressFn = Callable[[str, int], bool]
+"""``accept(host, port)``: may this address be queried (or returned as a peer)?"""
 
 MAX_SHORTLIST = 64
 MAX_PEERS = 500
@@ -40,6 +49,8 @@ class LookupResult:
     peers: list[Address] = field(default_factory=list)
     queried: int = 0
     answered: int = 0
+    slow: int = 0
+    """Queries the lookup stopped waiting for (soft timeout or failure)."""
 
 
 class IterativeLookup:
@@ -47,21 +58,27 @@ class IterativeLookup:
 
     def __init__(self, query: QueryFn, target: bytes, method: bytes, args: dict[bytes, Any],
                  seeds: Sequence[NodeInfo], *, k: int = 8, alpha: int = 3, max_queries: int = 128,
-                 accept_address: Callable[[str], bool] = lambda host: True,
-                 exclude_id: bytes | None = None) -> None:
+                 accept_node: AddressFn = lambda host, port: True,
+                 accept_peer: AddressFn = lambda host, port: True,
+                 exclude_id: bytes | None = None, clock: IReactorTime | None = None,
+                 soft_timeout: float = 1.0) -> None:
         if method not in (b"find_node", b"get_peers"):
             raise ValueError("lookups run find_node or get_peers")
         self._query = query
+        self._clock = clock
+        self._soft_timeout = soft_timeout
+        self._timers: dict[bytes, IDelayedCall] = {}
         self.target = target
         self._method = method
         self._args = args
         self._k = k
         self._alpha = alpha
         self._max_queries = max_queries
-        self._accept = accept_address
+        self._accept = accept_node
+        self._accept_peer = accept_peer
         self._exclude = exclude_id
         self._candidates: dict[bytes, NodeInfo] = {}
-        self._state: dict[bytes, str] = {}        # queried / answered / failed
+        self._state: dict[bytes, str] = {}        # queried / slow / answered / failed
         self._seen_addrs: set[Address] = set()
         self._inflight = 0
         self._peers: dict[Address, None] = {}
@@ -84,7 +101,7 @@ class IterativeLookup:
 
     def _offer(self, node: NodeInfo) -> None:
         if (node.node_id in self._candidates or node.addr in self._seen_addrs
-                or node.node_id == self._exclude or not self._accept(node.host)):
+                or node.node_id == self._exclude or not self._accept(node.host, node.port)):
             return
         self._candidates[node.node_id] = node
         self._seen_addrs.add(node.addr)
@@ -98,7 +115,7 @@ class IterativeLookup:
                     break
 
     def _nearest_live(self) -> list[bytes]:
-        live = [n for n in self._candidates if self._state.get(n) != "failed"]
+        live = [n for n in self._candidates if self._state.get(n) not in ("failed", "slow")]
         live.sort(key=self._key)
         return live[:self._k]
 
@@ -131,11 +148,37 @@ class IterativeLookup:
         self._state[node.node_id] = "queried"
         self._inflight += 1
         self.result.queried += 1
+        if self._clock is not None:
+            self._timers[node.node_id] = self._clock.callLater(
+                self._soft_timeout, self._slow, node.node_id)
         d = self._query(node, self._method, self._args)
         d.addCallbacks(self._answered, self._failed, callbackArgs=(node,), errbackArgs=(node,))
 
+    def _slow(self, node_id: bytes) -> None:
+        """Soft timeout: free the slot and stop waiting for ``node_id``."""
+        del self._timers[node_id]
+        if self._state.get(node_id) == "queried":
+            self._state[node_id] = "slow"
+            self._inflight -= 1
+            self.result.slow += 1
+            self._pump()
+
+    def _settle(self, node_id: bytes) -> bool:
+        """A reply or failure for ``node_id`` arrived; whether the lookup still wants it."""
+        timer = self._timers.pop(node_id, None)
+        if timer is not None:
+            timer.cancel()
+        if self._done is None or self._done.called:
+            return False
+        if self._state.get(node_id) == "slow":
+            self.result.slow -= 1
+        else:
+            self._inflight -= 1
+        return True
+
     def _answered(self, response: Response, node: NodeInfo) -> None:
-        self._inflight -= 1
+        if not self._settle(node.node_id):
+            return
         if response.sender_id != node.node_id:
             # the node answered under another id (it restarted, or we seeded it from a
             # bootstrap address with a placeholder id): re-key the candidate
@@ -161,17 +204,22 @@ class IterativeLookup:
             for item in peers[:MAX_PEERS]:
                 if isinstance(item, bytes) and len(self._peers) < MAX_PEERS:
                     peer = decode_peer(item)
-                    if peer is not None and self._accept(peer[0]):
+                    if peer is not None and self._accept_peer(*peer):
                         self._peers[peer] = None
         self._pump()
 
     def _failed(self, failure: Any, node: NodeInfo) -> None:
-        self._inflight -= 1
+        if not self._settle(node.node_id):
+            return
         self._state[node.node_id] = "failed"
+        self.result.slow += 1
         self._pump()
 
     def _finish(self) -> None:
         assert self._done is not None
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         answered = [n for n in self._candidates if self._state.get(n) == "answered"]
         answered.sort(key=self._key)
         self.result.closest = [self._candidates[n] for n in answered[:self._k]]

@@ -35,8 +35,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 
+from tunnels.dht.addresses import AddressPolicy, address_filter, never_contact
 from tunnels.dht.client import KRPCClient, SendFn
-from tunnels.dht.config import AddressPolicy, address_filter
 from tunnels.dht.krpc import (
     ID_LENGTH, Address, KRPCDecodeError, NodeInfo, Query, Response, decode_message)
 from tunnels.dht.lookup import IterativeLookup, LookupResult
@@ -60,9 +60,10 @@ class DHTLookupClient:
 
     def __init__(self, reactor: Any, send: SendFn, seeds: Seeds, *, k: int = 8, alpha: int = 3,
                  timeout: float = 5.0, retries: int = 1, max_pending: int = 256,
-                 max_queries: int = 128, cache_size: int = 64,
+                 max_queries: int = 128, cache_size: int = 64, soft_timeout: float = 2.0,
                  address_policy: AddressPolicy = "global", version: bytes | None = None) -> None:
         self._reactor = reactor
+        self._soft_timeout = soft_timeout
         self._seeds = seeds
         self._k = k
         self._alpha = alpha
@@ -73,7 +74,8 @@ class DHTLookupClient:
         self.stats = DHTStats()
         self.client = KRPCClient(reactor, send, stats=self.stats, timeout=timeout,
                                  retries=retries, max_pending=max_pending, version=version,
-                                 read_only=True)
+                                 read_only=True,
+                                 may_send=lambda host, port: not never_contact(host, port))
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Feed one datagram that came back (through the circuit) from ``addr``.
@@ -119,8 +121,9 @@ class DHTLookupClient:
                     self._cache.popitem(last=False)
             return result
         return IterativeLookup(query, target, method, args, seeds, k=self._k, alpha=self._alpha,
-                               max_queries=self._max_queries,
-                               accept_address=self.accept_address).run().addCallback(done)
+                               max_queries=self._max_queries, accept_node=self.accept_address,
+                               accept_peer=self.accept_address, clock=self._reactor,
+                               soft_timeout=self._soft_timeout).run().addCallback(done)
 
     def get_peers(self, info_hash: bytes) -> Deferred[list[Address]]:
         """Peers announced for ``info_hash``."""

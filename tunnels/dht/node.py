@@ -25,24 +25,24 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tunnels.dht.addresses import TargetFilter, address_filter, source_key
 from tunnels.dht.bep42 import id_matches_ip
 from tunnels.dht.client import KRPCClient, QueryTimeout
-from tunnels.dht.config import DHTConfig, address_filter
-from tunnels.dht.handlers import QueryHandler
+from tunnels.dht.config import DHTConfig
+from tunnels.dht.handlers import AMPLIFICATION_FACTOR, QueryHandler
 from tunnels.dht.krpc import (
-    ID_LENGTH, Address, KRPCDecodeError, NodeInfo, Query, Response, decode_message,
-    encode_error, is_ipv4)
+    ID_LENGTH, Address, ErrorCode, KRPCDecodeError, NodeInfo, Query, Response, decode_message)
 from tunnels.dht.lookup import IterativeLookup, LookupResult
-from tunnels.dht.ratelimit import RateLimiter
+from tunnels.dht.maintenance import TableMaintenance
 from tunnels.dht.routing import RoutingTable
 from tunnels.dht.stats import DHTStats
 from tunnels.dht.storage import PeerStore
 from tunnels.dht.tokens import TokenManager
 from tunnels.errors import DHTError
+from tunnels.ratelimit import KeyedTokenBuckets, TokenBucket
 
 
 class DHTProtocol(DatagramProtocol):
@@ -75,7 +75,16 @@ def check_port(value: object) -> int:
 
 
 class DHTNode:
-    """A full BEP 5 node: answers queries, keeps a routing table, runs lookups."""
+    """A full BEP 5 node: answers queries, keeps a routing table, runs lookups.
+
+    What a stranger can make it send is bounded (DESIGN.md property 14): replies and errors
+    pass a token bucket per source prefix (``query_rate``/``query_burst``, see
+    :func:`~tunnels.dht.addresses.source_key`) and one for all sources in bytes
+    (``upload_rate``/``upload_burst``), and none is longer than
+    ``AMPLIFICATION_FACTOR`` (3) times the datagram it answers.  The only other datagram a
+    query can trigger is one verification ping to an unknown querier, at most
+    ``verify_rate`` a second in all.
+    """
 
     log = Logger()
 
@@ -84,33 +93,41 @@ class DHTNode:
         self._reactor = reactor
         self.config = config = config or DHTConfig()
         self.node_id: bytes = config.node_id or secrets.token_bytes(ID_LENGTH)
-        self._rng = rng or random.Random(secrets.randbits(64))
+        self.rng = rng or random.Random(secrets.randbits(64))
         now = reactor.seconds()
         self.stats = DHTStats()
-        self.accept_address = address_filter(config.address_policy)
+        self.targets = TargetFilter(config.address_policy)
+        self.accept_peer = address_filter(config.address_policy)
         self.routing = RoutingTable(self.node_id, now, k=config.k, stale_after=config.stale_after,
                                     max_failures=config.max_failures)
         self.tokens = TokenManager(now, rotate_interval=config.token_rotate_interval)
         self.store = PeerStore(ttl=config.peer_ttl, max_keys=config.max_keys,
                                max_peers_per_key=config.max_peers_per_key,
-                               max_peers_total=config.max_peers_total, rng=self._rng)
+                               max_peers_total=config.max_peers_total, rng=self.rng)
         self.handler = QueryHandler(self.node_id, self.routing, self.tokens, self.store,
                                     version=config.version, max_values=config.max_values)
-        self.limiter = RateLimiter(config.query_rate, config.query_burst, config.max_rate_sources)
+        self.limiter = KeyedTokenBuckets(config.query_rate, config.query_burst,
+                                         config.max_rate_sources)
+        self.upload = TokenBucket(config.upload_rate, config.upload_burst, now)
+        self._verify_budget = TokenBucket(config.verify_rate, config.verify_burst, now)
         self.client = KRPCClient(reactor, self._write, stats=self.stats,
                                  timeout=config.query_timeout, retries=config.retries,
                                  max_pending=config.max_pending, version=config.version,
-                                 read_only=config.read_only)
+                                 read_only=config.read_only, may_send=self.targets.sendable)
+        self.maintenance = TableMaintenance(self)
         self._port: IListeningPort | None = None
-        self._maintenance: LoopingCall | None = None
         self._verifying: set[Address] = set()
-        self._bootstrap_waiters: list[Deferred[int]] = []
 
     # -- lifecycle -----------------------------------------------------------
     @property
     def reactor(self) -> Any:
         """The reactor this node runs on."""
         return self._reactor
+
+    @property
+    def listening(self) -> bool:
+        """Whether the UDP port is open."""
+        return self._port is not None
 
     @property
     def address(self) -> Address:
@@ -133,6 +150,7 @@ class DHTNode:
         # read whole datagrams (Twisted would cut at 8192 bytes), then drop oversized ones
         self._port = self._reactor.listenUDP(port, DHTProtocol(self), interface=interface,
                                              maxPacketSize=65535)
+        self.targets.set_own(interface, self.address[1])
         return self._port
 
     def start(self, port: int = 0, interface: str = "") -> Deferred[int]:
@@ -142,16 +160,12 @@ class DHTNode:
         bootstrap node answered: maintenance keeps trying).
         """
         self.listen(port, interface)
-        self._maintenance = LoopingCall(self.maintain)
-        self._maintenance.clock = self._reactor
-        self._maintenance.start(self.config.maintenance_interval, now=False)
+        self.maintenance.start()
         return self.bootstrap()
 
     def stop(self) -> Deferred[None]:
         """Stop maintenance, fail pending queries and close the port."""
-        if self._maintenance is not None and self._maintenance.running:
-            self._maintenance.stop()
-        self._maintenance = None
+        self.maintenance.stop()
         port, self._port = self._port, None
         self.client.close()
         if port is None:
@@ -165,13 +179,18 @@ class DHTNode:
             raise DHTError("DHT node is not listening")
         self._port.write(data, addr)  # type: ignore[attr-defined]  # an IUDPTransport
 
-    def _reply(self, data: bytes, addr: Address) -> None:
+    def _answer(self, data: bytes, addr: Address, now: float) -> bool:
+        """Send a reply or error if the upload budget has room; never raises."""
+        if not self.upload.take(now, len(data)):
+            self.stats.drop("upload_limited")
+            return False
         try:
             self._write(data, addr)
         except Exception:  # unreachable or invalid address: count, never raise
             self.stats.send_failures += 1
-            return
+            return False
         self.stats.sent += 1
+        return True
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Handle one datagram: answer a query, or feed a reply to the pending table.
@@ -186,10 +205,11 @@ class DHTNode:
         except KRPCDecodeError as e:
             self.stats.drop(e.reason)
             if e.is_query and e.tid is not None and not self.config.read_only \
-                    and self.limiter.allow(addr[0], now):
-                self.stats.errors_sent += 1
-                self._reply(encode_error(e.tid, 203, "invalid query",
-                                         version=self.config.version), addr)
+                    and self.limiter.take(source_key(*addr), now):
+                error = self.handler.error(e.tid, ErrorCode.PROTOCOL, "invalid query",
+                                           AMPLIFICATION_FACTOR * len(data))
+                if error is not None and self._answer(error, addr, now):
+                    self.stats.errors_sent += 1
             return
         if not isinstance(msg, Query):
             self.client.handle_reply(msg, addr)
@@ -198,27 +218,39 @@ class DHTNode:
         if self.config.read_only:
             self.stats.drop("read_only")
             return
-        if not self.limiter.allow(addr[0], now):
+        if not self.limiter.take(source_key(*addr), now):
             self.stats.drop("rate_limited")
             return
-        self._reply(self.handler.handle(msg, addr, now), addr)
-        if not msg.read_only and self.admit(msg.sender_id, addr[0]) \
+        reply = self.handler.handle(msg, addr, now, len(data))
+        if reply is None:
+            self.stats.drop("unanswerable")
+        else:
+            self._answer(reply, addr, now)
+        if not msg.read_only and self.admit(msg.sender_id, addr) \
                 and self.routing.note_query(msg.sender_id, addr, now):
-            self._verify(addr)
+            self._verify(addr, now)
 
-    def admit(self, node_id: bytes, host: str) -> bool:
-        """May a node with ``node_id`` at ``host`` enter the routing table?  The address
-        policy must accept ``host``, and with ``enforce_node_id`` the id must follow BEP 42."""
-        if not self.accept_address(host):
+    def may_query(self, host: str, port: int) -> bool:
+        """Whether a learned address may be queried: the address policy, never our own
+        address nor one on the never-query list (:mod:`tunnels.dht.addresses`)."""
+        return self.targets(host, port)
+
+    def admit(self, node_id: bytes, addr: Address) -> bool:
+        """May a node with ``node_id`` at ``addr`` enter the routing table?  It must be
+        a :meth:`may_query` address, and with ``enforce_node_id`` its id must follow BEP 42."""
+        if not self.targets(*addr):
             return False
-        if self.config.enforce_node_id and not id_matches_ip(node_id, host):
+        if self.config.enforce_node_id and not id_matches_ip(node_id, addr[0]):
             self.stats.drop("bep42_id")
             return False
         return True
 
-    def _verify(self, addr: Address) -> None:
+    def _verify(self, addr: Address, now: float) -> None:
         """Ping an unknown node that queried us; its answer puts it in the table."""
         if addr in self._verifying or len(self._verifying) >= self.config.max_verifying:
+            return
+        if not self._verify_budget.take(now):
+            self.stats.drop("verify_limited")
             return
         self._verifying.add(addr)
         d = self.ping(addr)
@@ -228,13 +260,17 @@ class DHTNode:
     # -- queries with routing-table bookkeeping --------------------------------
     def query(self, addr: Address, method: bytes, args: dict[bytes, Any],
               node_id: bytes | None = None) -> Deferred[Response]:
-        """Send one query (``id`` is added) and update the routing table with the outcome."""
+        """Send one query (``id`` is added) and update the routing table with the outcome.
+
+        Fails with :class:`DHTError` without sending if ``addr`` is our own or on the
+        never-query list.
+        """
         full = dict(args)
         full[b"id"] = self.node_id
         d = self.client.query(addr, method, full)
 
         def answered(resp: Response) -> Response:
-            if self.admit(resp.sender_id, addr[0]):
+            if self.admit(resp.sender_id, addr):
                 pings = self.routing.note_response(NodeInfo(resp.sender_id, addr[0], addr[1]),
                                                    self._reactor.seconds())
                 for node in pings[:2]:
@@ -242,8 +278,8 @@ class DHTNode:
             return resp
 
         def failed(f: Failure) -> Failure:
-            if node_id is not None and f.check(QueryTimeout):  # type: ignore[no-untyped-call]
-                self.routing.note_failure(node_id, addr)
+            if f.check(QueryTimeout):  # type: ignore[no-untyped-call]
+                self.routing.note_failure(node_id, addr, self._reactor.seconds())
             return f
 
         return d.addCallbacks(answered, failed)
@@ -252,21 +288,30 @@ class DHTNode:
                     ) -> Deferred[Response]:
         return self.query(node.addr, method, args, node.node_id)
 
+    def _lookup_target(self, host: str, port: int) -> bool:
+        return self.targets(host, port) and not self.routing.recently_failed(
+            (host, port), self._reactor.seconds())
+
     def ping(self, addr: Address, node_id: bytes | None = None) -> Deferred[bytes]:
         """Ping ``addr`` (believed to be ``node_id``); fires with the id it answers with."""
         return self.query(addr, b"ping", {}, node_id).addCallback(lambda r: r.sender_id)
 
     def lookup(self, target: bytes, method: bytes = b"find_node",
                seeds: Sequence[NodeInfo] | None = None) -> Deferred[LookupResult]:
-        """Run one iterative lookup for ``target`` from the routing table (or ``seeds``)."""
+        """Run one iterative lookup for ``target`` from the routing table (or ``seeds``).
+
+        It never queries our own address, an address outside the policy or on the
+        never-query list, nor one that failed to answer within ``stale_after`` seconds.
+        """
         args = {b"target": target} if method == b"find_node" else {b"info_hash": target}
         start = list(seeds) if seeds is not None else self.routing.closest(
             target, self.config.k * 2)
         return IterativeLookup(self._query_node, target, method, args, start, k=self.config.k,
                                alpha=self.config.alpha,
                                max_queries=self.config.max_lookup_queries,
-                               accept_address=self.accept_address,
-                               exclude_id=self.node_id).run()
+                               accept_node=self._lookup_target, accept_peer=self.accept_peer,
+                               exclude_id=self.node_id, clock=self._reactor,
+                               soft_timeout=self.config.soft_timeout).run()
 
     def find_node(self, target: bytes) -> Deferred[list[NodeInfo]]:
         """The ``k`` nodes nearest ``target`` that answered an iterative ``find_node``."""
@@ -322,76 +367,15 @@ class DHTNode:
             return DeferredList(ds, consumeErrors=True).addCallback(count)
         return self.lookup(info_hash, b"get_peers").addCallback(announce)
 
-    # -- bootstrap and maintenance ---------------------------------------------
+    # -- bootstrap and maintenance (tunnels.dht.maintenance) ----------------------
     def bootstrap(self) -> Deferred[int]:
-        """Ping the bootstrap nodes, look up our own id, refresh the buckets; fires with the
-        table size.  Concurrent calls share one bootstrap."""
-        d: Deferred[int] = Deferred()
-        self._bootstrap_waiters.append(d)
-        if len(self._bootstrap_waiters) == 1:
-            self._do_bootstrap().addBoth(self._bootstrap_done)
-        return d
-
-    def _bootstrap_done(self, result: object) -> None:
-        waiters, self._bootstrap_waiters = self._bootstrap_waiters, []
-        size = len(self.routing)
-        if isinstance(result, Failure):
-            self.log.failure("DHT bootstrap failed", result)
-        elif size == 0:
-            self.log.warn("DHT bootstrap: no node answered; retrying at maintenance")
-        else:
-            self.log.info("DHT bootstrap: {size} nodes in the routing table", size=size)
-        for d in waiters:
-            d.callback(size)
-
-    def _do_bootstrap(self) -> Deferred[int]:
-        def resolve(host: str) -> Deferred[str]:
-            if is_ipv4(host):
-                return succeed(host)
-            return self._reactor.resolve(host)  # type: ignore[no-any-return]
-
-        def ping_one(entry: Address) -> Deferred[NodeInfo | None]:
-            def ping(ip: str) -> Deferred[NodeInfo | None]:
-                return self.ping((ip, entry[1])).addCallback(
-                    lambda node_id: NodeInfo(node_id, ip, entry[1]))
-            d: Deferred[NodeInfo | None] = resolve(entry[0]).addCallback(ping)
-            return d.addErrback(lambda _: None)
-
-        def look(results: list[tuple[bool, NodeInfo | None]]) -> Deferred[int]:
-            seeds = [n for ok, n in results if ok and n is not None and n.node_id != self.node_id]
-            seeds += self.routing.closest(self.node_id, self.config.k * 2)
-            if not seeds:
-                return succeed(0)
-            d = self.lookup(self.node_id, seeds=seeds)
-            d.addCallback(lambda _: self.refresh_buckets())
-            return d.addCallback(lambda _: len(self.routing))
-
-        return DeferredList([ping_one(b) for b in self.config.bootstrap]).addCallback(look)
+        """See :meth:`TableMaintenance.bootstrap`."""
+        return self.maintenance.bootstrap()
 
     def refresh_buckets(self, only_stale: bool = False) -> Deferred[None]:
-        """Look up a random id in each bucket up to the deepest non-empty one (at most
-        ``max_refresh`` at once), so every part of the id space is known; with
-        ``only_stale``, only buckets that did not change for ``stale_after`` seconds."""
-        now = self._reactor.seconds()
-        indexes = self.routing.stale_buckets(
-            now if only_stale else now + self.config.stale_after)
-        ds = []
-        for index in indexes[:self.config.max_refresh]:
-            self.routing.touch_bucket(index, now)
-            target = self.routing.random_id_in_bucket(index, self._rng)
-            ds.append(self.lookup(target))
-        return DeferredList(ds, consumeErrors=True).addCallback(lambda _: None)
+        """See :meth:`TableMaintenance.refresh_buckets`."""
+        return self.maintenance.refresh_buckets(only_stale)
 
     def maintain(self) -> None:
-        """One maintenance round: expire peers, ping questionable nodes, refresh stale
-        buckets, bootstrap again if the table emptied."""
-        now = self._reactor.seconds()
-        self.store.expire(now)
-        if self._port is None:
-            return
-        if len(self.routing) == 0:
-            self.bootstrap().addErrback(lambda _: None)
-            return
-        for node in self.routing.questionable(now)[:8]:
-            self.ping(node.addr, node.node_id).addErrback(lambda _: None)
-        self.refresh_buckets(only_stale=True)
+        """Run one maintenance tick now (see :mod:`tunnels.dht.maintenance`)."""
+        self.maintenance.tick()

@@ -10,8 +10,16 @@ holds more than ``2 * k * 160`` nodes.
 Node states follow BEP 5: *good* (answered us within ``stale_after`` seconds, or queried
 us within that time after having once answered), *questionable* (quiet for longer) and
 *bad* (``max_failures`` queries in a row unanswered).  A full bucket takes a new node only
-in place of a bad one; questionable nodes are handed to the node to ping, and when they
-fail, the freshest replacement candidate moves in.
+in place of a bad one; questionable nodes are handed to the node to ping.
+
+Health, as libtorrent keeps it (``routing_table.cpp``): a node that failed even one query is
+no longer handed out (:meth:`RoutingTable.closest` returns *confirmed* nodes only, those
+with no failure since their last answer); a bad node is evicted at once, and the freshest
+replacement candidate moves in.  The table also remembers, for ``stale_after`` seconds and
+at most :data:`MAX_FAILED` addresses, which addresses failed to answer, so lookups skip
+them even when other nodes still list them (:meth:`RoutingTable.recently_failed`); any
+datagram from such an address clears it.  :meth:`RoutingTable.next_refresh` picks the
+node to query at each maintenance tick: the one we heard from or queried least recently.
 
 Security rules: an entry's address never changes because somebody claims its id from
 elsewhere, unless the entry has already failed to answer (so a third party cannot
@@ -21,12 +29,15 @@ address stops answering).  At most one entry per address is kept.
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tunnels.dht.krpc import ID_LENGTH, Address, NodeInfo, distance
 
 BITS = ID_LENGTH * 8
+MAX_FAILED = 256
+"""Addresses remembered as recently failed (least recently failed forgotten first)."""
 
 
 @dataclass(slots=True)
@@ -36,6 +47,9 @@ class Entry:
     node: NodeInfo
     last_response: float
     last_query: float = 0.0
+    """When it last queried us (after having answered once)."""
+    last_refresh: float = 0.0
+    """When maintenance last picked it (:meth:`RoutingTable.next_refresh`)."""
     failures: int = 0
 
     def is_good(self, now: float, stale_after: float) -> bool:
@@ -65,6 +79,7 @@ class RoutingTable:
         self.max_failures = max_failures
         self._buckets = [Bucket([], [], now) for _ in range(BITS)]
         self._by_addr: dict[Address, bytes] = {}
+        self._failed: OrderedDict[Address, float] = OrderedDict()
 
     # -- queries ---------------------------------------------------------
     def bucket_index(self, node_id: bytes) -> int:
@@ -87,16 +102,44 @@ class RoutingTable:
         return self._find(node_id)
 
     def closest(self, target: bytes, count: int | None = None) -> list[NodeInfo]:
-        """Up to ``count`` (default ``k``) non-bad nodes nearest to ``target``."""
+        """Up to ``count`` (default ``k``) confirmed nodes nearest to ``target``: a node
+        that failed to answer our last query to it is never handed out (libtorrent's rule)."""
         count = self.k if count is None else count
-        nodes = [e.node for e in self.entries() if e.failures < self.max_failures]
+        nodes = [e.node for e in self.entries() if e.failures == 0]
         nodes.sort(key=lambda n: distance(n.node_id, target))
         return nodes[:count]
 
+    def recently_failed(self, addr: Address, now: float) -> bool:
+        """Whether a query to ``addr`` went unanswered within ``stale_after`` seconds and
+        nothing has been heard from it since."""
+        when = self._failed.get(addr)
+        return when is not None and now - when < self.stale_after
+
+    def next_refresh(self, now: float) -> Entry | None:
+        """The entry maintenance should query next: the one heard from or picked least
+        recently (libtorrent's ``next_refresh``).  Marks it picked at ``now``."""
+        best: Entry | None = None
+        for e in self.entries():
+            if best is None or max(e.last_response, e.last_refresh) < \
+                    max(best.last_response, best.last_refresh):
+                best = e
+        if best is not None:
+            best.last_refresh = now
+        return best
+
+    def is_full(self, index: int) -> bool:
+        """Whether bucket ``index`` holds ``k`` live entries."""
+        return len(self._buckets[index].entries) >= self.k
+
+    def has_room(self, node_id: bytes) -> bool:
+        """Whether ``node_id`` is unknown and its bucket would take it now."""
+        if node_id == self.own_id or self._find(node_id) is not None:
+            return False
+        return len(self._buckets[self.bucket_index(node_id)].entries) < self.k
+
     def questionable(self, now: float) -> list[NodeInfo]:
         """Live nodes that are not good any more and should be pinged."""
-        return [e.node for e in self.entries()
-                if not e.is_good(now, self.stale_after) and e.failures < self.max_failures]
+        return [e.node for e in self.entries() if not e.is_good(now, self.stale_after)]
 
     def stale_buckets(self, now: float) -> list[int]:
         """Indexes of buckets unchanged for ``stale_after`` seconds that are worth refreshing:
@@ -125,6 +168,7 @@ class RoutingTable:
         Inserts or refreshes it.  Returns the questionable nodes of a full bucket that
         the caller should ping (the newcomer waits among the replacements meanwhile).
         """
+        self._failed.pop(node.addr, None)
         if node.node_id == self.own_id:
             return []
         index = self.bucket_index(node.node_id)
@@ -147,11 +191,6 @@ class RoutingTable:
         if len(bucket.entries) < self.k:
             self._add(bucket, new, now)
             return []
-        for i, old in enumerate(bucket.entries):
-            if old.failures >= self.max_failures:
-                self._remove_at(bucket, i)
-                self._add(bucket, new, now)
-                return []
         self._add_replacement(bucket, new)
         return [e.node for e in bucket.entries if not e.is_good(now, self.stale_after)]
 
@@ -163,6 +202,7 @@ class RoutingTable:
         (a query alone proves nothing about reachability, BEP 43 read-only nodes must
         stay out, and the ping's answer proves the source address is not spoofed).
         """
+        self._failed.pop(addr, None)
         if node_id == self.own_id:
             return False
         entry = self._find(node_id)
@@ -170,25 +210,28 @@ class RoutingTable:
             if entry.node.addr == addr:
                 entry.last_query = now
             return False
-        bucket = self._buckets[self.bucket_index(node_id)]
-        return len(bucket.entries) < self.k or any(
-            e.failures >= self.max_failures for e in bucket.entries)
+        return len(self._buckets[self.bucket_index(node_id)].entries) < self.k
 
-    def note_failure(self, node_id: bytes, addr: Address) -> None:
-        """A query to ``node_id`` at ``addr`` went unanswered.
+    def note_failure(self, node_id: bytes | None, addr: Address, now: float) -> None:
+        """A query to ``addr`` (believed to be ``node_id``, if known) went unanswered.
 
-        After ``max_failures`` in a row the node is bad: it is replaced at once by the
-        freshest replacement candidate if there is one, else at the next insertion.
+        The address counts as recently failed.  The entry stops being handed out at once;
+        after ``max_failures`` failures in a row it is evicted, and the freshest
+        replacement candidate (a node that answered us) moves in.
         """
-        entry = self._find(node_id)
+        self._failed.pop(addr, None)
+        self._failed[addr] = now
+        if len(self._failed) > MAX_FAILED:
+            self._failed.popitem(last=False)
+        entry = self._find(node_id) if node_id is not None else None
         if entry is None or entry.node.addr != addr:
             return
         entry.failures += 1
         if entry.failures < self.max_failures:
             return
-        bucket = self._buckets[self.bucket_index(node_id)]
+        bucket = self._buckets[self.bucket_index(entry.node.node_id)]
+        self._remove_at(bucket, bucket.entries.index(entry))
         if bucket.replacements:
-            self._remove_at(bucket, bucket.entries.index(entry))
             repl = bucket.replacements.pop()
             self._add(bucket, repl, repl.last_response)
 

@@ -18,12 +18,20 @@ LOCAL_CONFIG = DHTConfig(
     bootstrap=(),
     address_policy="loopback",
     query_timeout=0.5,
+    soft_timeout=0.25,
     retries=1,
-    query_rate=100_000.0,      # every node shares the source IP 127.0.0.1
+    query_rate=100_000.0,      # lookups in tests query one node many times a second
     query_burst=100_000.0,
-    maintenance_interval=5.0,
+    upload_rate=10_000_000.0,
+    upload_burst=10_000_000.0,
+    verify_rate=1000.0,
+    verify_burst=1000.0,
+    maintenance_interval=1.0,
+    self_lookup_interval=10.0,
+    stale_after=60.0,
 )
-"""Settings for nodes of a local network: loopback only, short timeouts, no per-IP limit."""
+"""Settings for nodes of a local network: loopback only, short timeouts, limits lifted,
+maintenance sped up (a tick a second, a self-lookup every 10 s, questionable after 60 s)."""
 
 
 @inlineCallbacks
