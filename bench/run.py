@@ -108,7 +108,8 @@ def main(argv=None):
     clusters = []
     try:
         sinks = {}
-        for name, a in adapters.items():
+        need_adapters = any(not getattr(SCENARIOS[s], "OWN_NODES", False) for s in scen)
+        for name, a in adapters.items() if need_adapters else ():
             log("starting %s nodes", name)
             c = Cluster(logdir)
             clusters.append(c)
@@ -118,7 +119,7 @@ def main(argv=None):
         for name in SCENARIOS:
             if name in scen:
                 SCENARIOS[name].run(ctx)
-        for name, a in adapters.items():
+        for name, a in adapters.items() if need_adapters else ():
             a.stop()
     except KeyboardInterrupt:
         log("interrupted; stopping every node")

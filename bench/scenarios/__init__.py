@@ -2,13 +2,15 @@
 
 To add a scenario, write its module and list it in :data:`SCENARIOS` (run order).  ``ctx`` is a
 :class:`Context`; a scenario adds figures with ``ctx.res.add(key, unit, better, impl, value)``.
+A module with ``OWN_NODES = True`` starts its own nodes: when only such scenarios are chosen,
+run.py starts no adapter.
 """
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.scenarios import build, bulk, hs, memory
+from bench.scenarios import build, bulk, dht_churn, hs, memory
 
-SCENARIOS = {"memory": memory, "build": build, "bulk": bulk, "hs": hs}
+SCENARIOS = {"memory": memory, "build": build, "bulk": bulk, "hs": hs, "dht_churn": dht_churn}
 """Name -> module, in the order a run performs them."""
 
 
