@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DHTStats:
-    """What happened to datagrams.  ``dropped`` is keyed by reason (``bad_bencode``,
-    ``bad_tid``, ``unsolicited``, ``wrong_source``, ``rate_limited`` ...)."""
+    """What happened to datagrams.  ``dropped`` is keyed by reason: decoding (``bad_bencode``,
+    ``not_dict``, ``bad_tid``, ``bad_type``, ``bad_query``, ``bad_id``, ``bad_response``,
+    ``bad_error``, ``oversized``), matching (``unsolicited``, ``wrong_source``), limits
+    (``rate_limited`` per source prefix, ``upload_limited`` in total, ``verify_limited``,
+    ``unanswerable``: no reply fits 3x the query), ``read_only``, ``bep42_id``, and
+    ``refused_target`` (a query to a never-query address, refused before sending)."""
 
     received: int = 0
     sent: int = 0
