@@ -159,7 +159,7 @@ class FloodTests(TestCase):
         self.addCleanup(port.stopListening)
         queries = [query_bytes(b"get_peers", b"%04d" % i, None, info_hash=KEY)
                    for i in range(800)]
-        received, sent = target.stats.received, target.stats.sent
+        sent = target.stats.sent
         start = reactor.seconds()
         lookup = nodes[3].get_peers(KEY)
         await flood(port, queries, target)

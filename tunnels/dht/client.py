@@ -151,7 +151,7 @@ class KRPCClient:
         result: Deferred[Response] = Deferred(cancel)
 
         def attempt() -> None:
-            nonlocal attempt_d, left
+            nonlocal attempt_d
             try:
                 attempt_d = self._send_once(addr, method, args)
             except DHTError as e:
