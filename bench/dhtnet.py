@@ -88,17 +88,33 @@ class ChurnNet:
         base = await self._lookups(before, interval, self.ours)
         dead_ours = self.rng.sample(self.ours, round(kill * ours))
         dead_lts = self.rng.sample(self.lts, round(kill * lts))
+        dead_addrs = {n.address for n in dead_ours} | {
+            ("127.0.0.1", s.listen_port()) for s in dead_lts}
         for n in dead_ours:
             await as_future(n.stop())
         for s in dead_lts:
             s.apply_settings({"enable_dht": False})
         alive = [n for n in self.ours if n not in dead_ours]
+        samples = []
+
+        async def sample():
+            """At the end of each window: dead nodes our tables still hold, and those they
+            would still hand out in replies (confirmed entries)."""
+            for _ in range(int(after // window)):
+                await asyncio.sleep(window)
+                entries = [e for n in alive for e in n.routing.entries()
+                           if e.node.addr in dead_addrs]
+                samples.append((len(entries), sum(1 for e in entries if e.failures == 0)))
+        sampler = asyncio.ensure_future(sample())
         runs = await self._lookups(after, interval, alive)
+        await sampler
         windows = []
         for w in range(int(after // window)):
             part = [t for off, t, _ in runs if w * window <= off < (w + 1) * window]
             waits = sum(s for off, _, s in runs if w * window <= off < (w + 1) * window)
+            held, handed = samples[w]
             windows.append({"from": w * window, "to": (w + 1) * window, "waited": waits,
+                            "dead_held": held, "dead_handed_out": handed,
                             **(summary(part) or {"n": 0})})
         return {"nodes": {"ours": ours, "libtorrent": lts},
                 "killed": {"ours": len(dead_ours), "libtorrent": len(dead_lts)},

@@ -41,6 +41,8 @@ def run(ctx):
             res.add("DHT lookup %s, p90" % label, "ms", "lower", IMPL, w["p90"])
             if recovered is None and w["median"] <= 2 * before["median"]:
                 recovered = w["to"]
+        res.add("DHT dead nodes our tables hand out, %.0f s after" % w["to"], "entries",
+                "lower", IMPL, w["dead_handed_out"])
     if recovered is not None:
         res.add("DHT churn: median back within 2x (by end of window)", "s", "lower", IMPL,
                 recovered)
