@@ -217,7 +217,8 @@ class RoutingTable:
 
         The address counts as recently failed.  The entry stops being handed out at once;
         after ``max_failures`` failures in a row it is evicted, and the freshest
-        replacement candidate (a node that answered us) moves in.
+        replacement candidate (a node that answered us) whose address has not failed
+        recently moves in.
         """
         self._failed.pop(addr, None)
         self._failed[addr] = now
@@ -231,9 +232,11 @@ class RoutingTable:
             return
         bucket = self._buckets[self.bucket_index(entry.node.node_id)]
         self._remove_at(bucket, bucket.entries.index(entry))
-        if bucket.replacements:
+        while bucket.replacements:
             repl = bucket.replacements.pop()
-            self._add(bucket, repl, repl.last_response)
+            if not self.recently_failed(repl.node.addr, now):
+                self._add(bucket, repl, repl.last_response)
+                return
 
     def remove(self, node_id: bytes) -> None:
         """Forget ``node_id`` entirely."""
