@@ -44,9 +44,9 @@ class RoutingHealthTests(SynchronousTestCase):
         self.assertEqual(table.closest(a.node_id, 10), [a, b])
 
     def test_recently_failed_addresses(self) -> None:
-        """A failed address is remembered for stale_after seconds, unless heard from; the
+        """A failed address is remembered for failed_ttl seconds, unless heard from; the
         memory is bounded."""
-        table = RoutingTable(OWN, 0.0, stale_after=60.0)
+        table = RoutingTable(OWN, 0.0, failed_ttl=60.0)
         addr = ("127.0.0.1", 9)
         table.note_failure(None, addr, 10.0)
         self.assertTrue(table.recently_failed(addr, 69.0))
@@ -118,8 +118,8 @@ class SoftTimeoutTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
-FAST = dict(maintenance_interval=0.2, stale_after=2.0, query_timeout=0.5, soft_timeout=0.5,
-            retries=1, self_lookup_interval=1.0)
+FAST = dict(maintenance_interval=0.2, stale_after=2.0, failed_ttl=2.0, query_timeout=0.5,
+            soft_timeout=0.5, retries=1, self_lookup_interval=1.0)
 """Timers for the network tests: a tick every 0.2 s, questionable after 2 s."""
 
 

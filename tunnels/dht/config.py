@@ -39,6 +39,9 @@ class DHTConfig:
     """A node quiet this long is questionable; a bucket unchanged this long is refreshed."""
     max_failures: int = 2
     """Queries in a row a node may leave unanswered before it is evicted."""
+    failed_ttl: float = 900.0
+    """How long our lookups skip an address that left a query unanswered, unless it is
+    heard from (other nodes, libtorrent's among them, may list a dead node for minutes)."""
     maintenance_interval: float = 5.0
     """The maintenance tick (libtorrent's): each one queries the table entry heard from
     least recently, pings questionable nodes and refreshes stale buckets."""
@@ -84,7 +87,7 @@ class DHTConfig:
             raise ValueError(f"unknown address_policy {self.address_policy!r}")
         if self.k < 1 or self.alpha < 1 or self.retries < 0 or self.max_failures < 1:
             raise ValueError("k, alpha and max_failures must be >= 1, retries >= 0")
-        for name in ("query_timeout", "stale_after", "maintenance_interval",
+        for name in ("query_timeout", "stale_after", "failed_ttl", "maintenance_interval",
                      "self_lookup_interval", "soft_timeout", "token_rotate_interval",
                      "peer_ttl", "query_rate", "query_burst", "upload_rate", "upload_burst",
                      "verify_rate", "verify_burst"):

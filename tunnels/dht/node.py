@@ -99,7 +99,8 @@ class DHTNode:
         self.targets = TargetFilter(config.address_policy)
         self.accept_peer = address_filter(config.address_policy)
         self.routing = RoutingTable(self.node_id, now, k=config.k, stale_after=config.stale_after,
-                                    max_failures=config.max_failures)
+                                    max_failures=config.max_failures,
+                                    failed_ttl=config.failed_ttl)
         self.tokens = TokenManager(now, rotate_interval=config.token_rotate_interval)
         self.store = PeerStore(ttl=config.peer_ttl, max_keys=config.max_keys,
                                max_peers_per_key=config.max_peers_per_key,
@@ -301,7 +302,7 @@ class DHTNode:
         """Run one iterative lookup for ``target`` from the routing table (or ``seeds``).
 
         It never queries our own address, an address outside the policy or on the
-        never-query list, nor one that failed to answer within ``stale_after`` seconds.
+        never-query list, nor one that failed to answer within ``failed_ttl`` seconds.
         """
         args = {b"target": target} if method == b"find_node" else {b"info_hash": target}
         start = list(seeds) if seeds is not None else self.routing.closest(

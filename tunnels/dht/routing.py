@@ -15,7 +15,7 @@ in place of a bad one; questionable nodes are handed to the node to ping.
 Health, as libtorrent keeps it (``routing_table.cpp``): a node that failed even one query is
 no longer handed out (:meth:`RoutingTable.closest` returns *confirmed* nodes only, those
 with no failure since their last answer); a bad node is evicted at once, and the freshest
-replacement candidate moves in.  The table also remembers, for ``stale_after`` seconds and
+replacement candidate moves in.  The table also remembers, for ``failed_ttl`` seconds and
 at most :data:`MAX_FAILED` addresses, which addresses failed to answer, so lookups skip
 them even when other nodes still list them (:meth:`RoutingTable.recently_failed`); any
 datagram from such an address clears it.  :meth:`RoutingTable.next_refresh` picks the
@@ -70,12 +70,13 @@ class RoutingTable:
     """The k-bucket table of one node; never touches the network or the clock."""
 
     def __init__(self, own_id: bytes, now: float, *, k: int = 8, stale_after: float = 900.0,
-                 max_failures: int = 2) -> None:
+                 max_failures: int = 2, failed_ttl: float = 900.0) -> None:
         if len(own_id) != ID_LENGTH:
             raise ValueError("node id must be 20 bytes")
         self.own_id = own_id
         self.k = k
         self.stale_after = stale_after
+        self.failed_ttl = failed_ttl
         self.max_failures = max_failures
         self._buckets = [Bucket([], [], now) for _ in range(BITS)]
         self._by_addr: dict[Address, bytes] = {}
@@ -110,10 +111,10 @@ class RoutingTable:
         return nodes[:count]
 
     def recently_failed(self, addr: Address, now: float) -> bool:
-        """Whether a query to ``addr`` went unanswered within ``stale_after`` seconds and
+        """Whether a query to ``addr`` went unanswered within ``failed_ttl`` seconds and
         nothing has been heard from it since."""
         when = self._failed.get(addr)
-        return when is not None and now - when < self.stale_after
+        return when is not None and now - when < self.failed_ttl
 
     def next_refresh(self, now: float) -> Entry | None:
         """The entry maintenance should query next: the one heard from or picked least
