@@ -163,7 +163,7 @@ class ProductionRulesTests(NetworkTestCase):
         received = [n.endpoint.bytes_down for n in self.net.nodes]
         with self.assertRaises(CircuitBuildFailed):
             await self.build(2)
-        refusals = sum(n.community.stats.events["extend_refused_loopback"] for n in self.net.nodes)
+        refusals = sum(n.community.stats.events["extend_refused_non_global_address"] for n in self.net.nodes)
         self.assertEqual(refusals, 1)
         creates = sum(n.community.stats.events["circuits_joined"] for n in self.net.nodes)
         self.assertEqual(creates, 1)

@@ -19,7 +19,7 @@ ROOT = Path(tunnels.__file__).parent
 
 LAYERS: list[tuple[int, str]] = [
     (0, "tunnels.errors"), (0, "tunnels.settings"), (0, "tunnels.stats"), (0, "tunnels.runtime"),
-    (0, "tunnels.ratelimit"),
+    (0, "tunnels.ratelimit"), (0, "tunnels.reasons"), (0, "tunnels.version"),
     (1, "tunnels.wire"),
     (2, "tunnels.crypto"),
     (3, "tunnels.exit"), (3, "tunnels.dht"),

@@ -13,7 +13,8 @@ from tunnels.node import new_key_bin, start_node
 from tunnels.runtime import as_future
 from tunnels.daemon.service import TunnelService
 from tunnels.settings import TunnelSettings
-from tunnels.daemon.status import STATUS_LINE, StatusService, node_status
+from tunnels.daemon.status import STATUS_LINE, node_status
+from tunnels.daemon.web import StatusService
 
 from .util import async_test, wait_for
 

@@ -2,20 +2,21 @@
 """Tests for :mod:`tunnels.daemon.tap` (twistd options, service tree) and :mod:`tunnels.daemon.keyfile`."""
 from __future__ import annotations
 
+import io
 import os
 import stat
+import sys
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tunnels.daemon.keyfile import KEY_LENGTH, KeyFileError, load_key, load_or_create_key
 from tunnels.runtime import ReactorMismatch
 from tunnels.daemon.service import TunnelService, leveled_logger
 from tunnels.socks5 import Socks5Service
-from tunnels.daemon.status import StatusService
-from tunnels.daemon.tap import Options, make_service, parse_port_list
+from tunnels.daemon.web import StatusService
+from tunnels.daemon.tap import USAGE_STATUS, Options, make_service, parse_port_list
 
 
 def parse(*args: str) -> Options:
@@ -58,8 +59,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertIs(options["log-level"], LogLevel.warn)
         self.assertTrue(options["testnet"])
 
+    def usage_error(self, *args: str) -> str:
+        """Parse ``args`` expecting a usage error; return the one line it wrote on stderr."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        with self.assertRaises(SystemExit, msg=args) as caught:
+            parse(*args)
+        self.assertEqual(caught.exception.code, USAGE_STATUS, args)
+        text = stderr.getvalue()
+        self.assertEqual(text.count("\n"), 1, text)
+        self.assertTrue(text.startswith("twistd tunnels: ") and text.endswith("(see: twistd tunnels --help)\n"),
+                        text)
+        return text
+
     def test_invalid_values(self) -> None:
-        """Each malformed value is a UsageError naming the option, never a traceback."""
+        """Each malformed value ends parsing with one line on stderr naming the option, status 2."""
         cases = [
             (["--port", "x"], "--port"),
             (["--port", "70000"], "--port"),
@@ -69,18 +83,31 @@ class OptionsTests(SynchronousTestCase):
             (["--exit-ports", "53"], "--exit"),
             (["--exit", "--exit-ports", "10-5"], "empty port range"),
             (["--exit", "--exit-ports", "0"], "exit port"),
-            (["--exit", "--exit-bandwidth", "0"], "exit_bandwidth"),
-            (["--max-joined-circuits", "-1"], "max_joined_circuits"),
+            (["--exit", "--exit-bandwidth", "0"], "--exit-bandwidth must be"),
+            (["--max-joined-circuits", "-1"], "--max-joined-circuits must be"),
             (["--status-port", "http"], "--status-port"),
             (["--status-interval", "-1"], "--status-interval"),
             (["--socks5-port", "65534"], "--socks5-port"),
-            (["--log-level", "loud"], "loud"),
+            (["--log-level", "verbose"], "--log-level must be one of debug, info, warn, error, critical; "
+                                         "got 'verbose'"),
             (["--key-file", ""], "--key-file"),
+            (["--host", "example.org"], "--host must be an IP address"),
+            (["--host", "::1"], "--host must be an IPv4 address"),
+            (["--status-interface", "localhost"], "--status-interface must be an IP address"),
+            (["--no-such-option"], "option --no-such-option not recognized"),
         ]
         for args, needle in cases:
-            with self.assertRaises(usage.UsageError, msg=args) as caught:
-                parse(*args)
-            self.assertIn(needle, str(caught.exception), args)
+            self.assertIn(needle, self.usage_error(*args), args)
+
+    def test_version(self) -> None:
+        """--version prints txtunnels' version (and Twisted's) on stdout and exits 0."""
+        from tunnels.version import VERSION
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        with self.assertRaises(SystemExit) as caught:
+            parse("--version")
+        self.assertEqual(caught.exception.code, 0)
+        self.assertTrue(stdout.getvalue().startswith(f"txtunnels {VERSION} (Twisted "), stdout.getvalue())
 
     def test_port_list_cap(self) -> None:
         """A huge --exit-ports range is refused rather than expanded without bound."""

@@ -352,14 +352,18 @@ class TunnelCommunity(Community):
         return None if onion_key is None else (peer.mid, onion_key)
 
     def _extend_allowed(self, address: Address) -> str | None:
+        """Why we must not extend (or forward an introduction) to ``address``, or None.
+
+        The reasons are a fixed set (they name counters: ``extend_refused_<reason>``)."""
         if address[1] == 0:
             return "port_0"
         if self.testnet:
             return None
         try:
-            return is_forbidden_ip(address[0])
+            forbidden = is_forbidden_ip(address[0])
         except (ValueError, TypeError):
             return "bad_address"
+        return None if forbidden is None else "non_global_address"
 
     def _open_exit(self, circuit: JoinedCircuit) -> ExitSocket:
         policy = ExitPolicy(allow_ports=self.settings.exit_ports, allow_non_global=self.testnet,

@@ -39,3 +39,20 @@ class CircuitBuildFailed(TunnelError):
 
 class DHTError(TunnelError):
     """A DHT lookup or announce failed."""
+
+
+class StartupError(TunnelError):
+    """A service cannot start (a port in use, an address not ours): the message is one line
+    that says what and why, e.g. ``cannot listen on UDP 127.0.0.1:8090 (--port): address already
+    in use``.  ``twistd tunnels`` prints it and exits with status 1."""
+
+
+def listen_error(protocol: str, host: str, port: int, label: str, error: BaseException) -> StartupError:
+    """The :class:`StartupError` for a failed ``listenUDP``/``listenTCP`` (``CannotListenError``).
+
+    ``label`` names what the port is for, in the user's terms (an option name such as
+    ``--status-port``, or a role).
+    """
+    cause = getattr(error, "socketError", None) or error
+    reason = getattr(cause, "strerror", None) or str(cause)
+    return StartupError(f"cannot listen on {protocol} {host}:{port} ({label}): {reason[:1].lower()}{reason[1:]}")

@@ -51,10 +51,9 @@ def overlay_name(community_class: type[TunnelCommunity]) -> str:
     return f"{community_class.__module__}.{community_class.__qualname__}"
 
 
-async def _start(reactor: Any, host: str, port: int, bootstrap: tuple[Address, ...], settings: TunnelSettings,
+async def _start(reactor: Any, endpoint: TwistedUDPEndpoint, bootstrap: tuple[Address, ...], settings: TunnelSettings,
                  testnet: bool, key_bin: bytes, community_class: type[TunnelCommunity],
                  walk_interval: float, extra: dict[str, Any]) -> TunnelNode:
-    endpoint = TwistedUDPEndpoint(reactor, host, port)
     await endpoint.open()
     builder = ConfigBuilder(clean=True)
     builder.config.update({"logger": {"level": "WARNING"}, "walker_interval": walk_interval,
@@ -76,14 +75,17 @@ async def _start(reactor: Any, host: str, port: int, bootstrap: tuple[Address, .
 def start_node(reactor: Any, host: str = "0.0.0.0", port: int = 0, *, bootstrap: Iterable[Address] = (),
                settings: TunnelSettings | None = None, testnet: bool = False, key_bin: bytes | None = None,
                community_class: type[TunnelCommunity] = TunnelCommunity, walk_interval: float = 0.5,
-               **extra: Any) -> Deferred[TunnelNode]:
+               endpoint: TwistedUDPEndpoint | None = None, **extra: Any) -> Deferred[TunnelNode]:
     """Start a node listening on ``(host, port)`` that introduces itself to ``bootstrap``.
 
     ``testnet`` allows loopback and private addresses for extends and exits (local
     test networks only).  ``key_bin`` is an IPv8 private key (:func:`new_key_bin`).
+    ``endpoint`` is a :class:`TwistedUDPEndpoint` the caller already bound (``host`` and
+    ``port`` are then ignored), so a bind failure can surface before the reactor runs.
     Extra keyword arguments are set on the community settings.  Needs the asyncio
     reactor (:func:`tunnels.runtime.install_reactor`).
     """
     check_reactor(reactor)
-    return as_deferred(_start(reactor, host, port, tuple(bootstrap), settings or TunnelSettings(), testnet,
-                              key_bin or new_key_bin(), community_class, walk_interval, extra))
+    return as_deferred(_start(reactor, endpoint or TwistedUDPEndpoint(reactor, host, port), tuple(bootstrap),
+                              settings or TunnelSettings(), testnet, key_bin or new_key_bin(), community_class,
+                              walk_interval, extra))

@@ -20,7 +20,7 @@ from tunnels.daemon.keyfile import load_or_create_key
 from tunnels.runtime import install_reactor
 from tunnels.daemon.service import TunnelService
 from tunnels.settings import TunnelSettings
-from tunnels.daemon.status import StatusService
+from tunnels.daemon.web import StatusService
 
 
 async def main(reactor: Any) -> None:

@@ -167,8 +167,8 @@ class JoinedCircuit:
     """A circuit of someone else that we relay (and maybe exit) for."""
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
-                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells",
-                 "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
+                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells_forward",
+                 "cells_backward", "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
                  "next_prefix")
 
     def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, material: bytes, now: float) -> None:
@@ -185,7 +185,10 @@ class JoinedCircuit:
         self.fwd_window = ReplayWindow()
         self.bwd_seq = new_counter()
         self.created = now
-        self.cells = 0
+        self.cells_forward = 0
+        """Cells from the previous hop (towards the exit) we processed."""
+        self.cells_backward = 0
+        """Cells we sent towards the originator (relayed or our own replies)."""
         self.cells_at_sweep = 0
         self.idle_since = now
         self.extending = False
@@ -196,6 +199,11 @@ class JoinedCircuit:
         """Link header of RELAY cells towards the previous hop (precomputed: the per-cell path)."""
         self.next_prefix = b""
 
+    @property
+    def cells(self) -> int:
+        """Cells in both directions (what ``max_traffic`` and idleness count)."""
+        return self.cells_forward + self.cells_backward
+
     def next_bwd_seq(self) -> int:
         """Claim the next backward sequence number."""
         self.bwd_seq += 1
@@ -203,9 +211,10 @@ class JoinedCircuit:
 
     def sweep(self, now: float, settings: TunnelSettings) -> str | None:
         """Update idleness from the cell counter and say why the circuit must go, if so."""
-        if self.cells != self.cells_at_sweep:
-            self.cells_at_sweep = self.cells
+        cells = self.cells_forward + self.cells_backward
+        if cells != self.cells_at_sweep:
+            self.cells_at_sweep = cells
             self.idle_since = now
         if self.bwd_seq >= MAX_SEQ:
             return "counter_exhausted"
-        return expiry_reason(self.created, self.idle_since, self.cells, now, settings)
+        return expiry_reason(self.created, self.idle_since, cells, now, settings)

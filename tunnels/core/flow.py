@@ -12,7 +12,7 @@ loses data where it is visible instead of in relays' socket buffers.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 SEND_WINDOW = 512
 SENDME_EVERY = 64
@@ -59,3 +59,25 @@ class FlowWindow:
         """Count a received data cell; True when a SENDME is due."""
         self.received += 1
         return self.received % SENDME_EVERY == 0
+
+
+def flow_summary(windows: Iterable[FlowWindow]) -> dict[str, int]:
+    """Node-wide figures of the windows given, read at status or scrape time (never per cell).
+
+    Keys: ``windows`` (circuit ends counted), ``blocked`` (windows at 0: the sender waits for a
+    SENDME), ``window_cells`` (cells that may still be sent, summed), ``queued`` (messages
+    waiting in the queues, summed), ``queue_limit`` (:data:`QUEUE_LIMIT`, per window) and
+    ``send_window`` (:data:`SEND_WINDOW`, the most a window opens to).  The one place the
+    status page and the metrics read flow control from: a new congestion controller only
+    has to keep these keys meaningful.
+    """
+    count = blocked = window_cells = queued = 0
+    for flow in windows:
+        count += 1
+        window_cells += flow.window
+        if flow.window <= 0:
+            blocked += 1
+        if flow.queue:
+            queued += len(flow.queue)
+    return {"windows": count, "blocked": blocked, "window_cells": window_cells, "queued": queued,
+            "queue_limit": QUEUE_LIMIT, "send_window": SEND_WINDOW}

@@ -203,7 +203,7 @@ class HiddenRelay:
     def establish_rendezvous(self, circuit: JoinedCircuit, cookie: bytes) -> None:
         """The member's circuit waits here for the seeker holding ``cookie`` (single use)."""
         if len(cookie) != 20 or cookie in self.rendezvous or self.busy(circuit) or len(self.rendezvous) >= MAX_PENDING:
-            self.stats.note("rendezvous_refused")
+            self.stats.note("rendezvous_refused_unusable")
             self.relay.destroy(circuit, "rendezvous_refused")
             return
         self.rendezvous[cookie] = circuit

@@ -215,6 +215,7 @@ class OriginRole:
             return
         circuit.state = CircuitState.CLOSED
         circuit.close_reason = reason
+        self.stats.retire_cells("origin", circuit.cells_sent, circuit.cells_received)
         if reason == "build_timeout" and len(circuit.hops) < len(circuit.path):
             silent = circuit.path[len(circuit.hops)].node_id
             self.unresponsive[silent] = self.clock.seconds() + UNRESPONSIVE_PENALTY

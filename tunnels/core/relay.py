@@ -18,6 +18,7 @@ from ..crypto import ntor
 from ..crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backward, originate_backward, \
     peel_forward
 from ..errors import DecodeError, HandshakeError
+from ..exit.policy import refusal_kind
 from ..ratelimit import KeyedTokenBuckets, ShareLimiter
 from .routing import LinkTable, Role
 from ..wire import relay as msg
@@ -113,7 +114,7 @@ class RelayRole:
             self.destroy(circuit, "integrity")
             return
         circuit.fwd_window.mark(seq)
-        circuit.cells += 1
+        circuit.cells_forward += 1
         if circuit.next_address is not None and not circuit.extending:
             self.send(circuit.next_address, circuit.next_prefix + payload)
         else:
@@ -121,13 +122,13 @@ class RelayRole:
 
     def backward(self, circuit: JoinedCircuit, cell: bytes) -> None:
         """A backward cell from the next hop: add our layer and pass it towards the originator."""
-        circuit.cells += 1
+        circuit.cells_backward += 1
         self.send(circuit.prev_address, circuit.prev_prefix +
                   add_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), cell[6:]))
 
     def reply(self, circuit: JoinedCircuit, command: RelayCommand, data: bytes) -> None:
         """Send a relay message to the originator (we are the last hop)."""
-        circuit.cells += 1
+        circuit.cells_backward += 1
         body = msg.encode_message(command, data)
         self.send(circuit.prev_address, circuit.prev_prefix +
                   originate_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), body))
@@ -226,7 +227,7 @@ class RelayRole:
             circuit.exit = self.open_exit(circuit)
         refusal = circuit.exit.send(destination, payload)
         if refusal is not None:
-            self.stats.note("exit_refused")
+            self.stats.note(f"exit_refused_{refusal_kind(refusal)}")
             self._refuse(circuit, destination, refusal)
 
     def _refuse(self, circuit: JoinedCircuit, destination: Address, reason: str) -> None:
@@ -256,6 +257,7 @@ class RelayRole:
         if circuit not in self.joined:
             return
         self.joined.discard(circuit)
+        self.stats.retire_cells("relay", circuit.cells_forward, circuit.cells_backward)
         circuit.hop_keys = None
         if self.hidden is not None:
             self.hidden.forget(circuit)

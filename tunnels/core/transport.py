@@ -92,8 +92,16 @@ class TwistedUDPEndpoint(Endpoint):
 
     async def open(self) -> bool:
         """Listen on ``(host, port)`` (idempotent); the bound port is then :attr:`port`."""
+        self.listen()
+        return True
+
+    def listen(self) -> None:
+        """Bind now (idempotent), as ``open`` does; for services that bind before the reactor runs.
+
+        :raises twisted.internet.error.CannotListenError: the address is in use or not ours.
+        """
         if self._port is not None:
-            return True
+            return
         self._port = self.reactor.listenUDP(self.port, _Protocol(self), interface=self.host,
                                             maxPacketSize=MAX_DATAGRAM)
         self.port = self._port.getHost().port
@@ -103,7 +111,6 @@ class TwistedUDPEndpoint(Endpoint):
             self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
         except OSError:
             self.log.warn("could not enlarge UDP socket buffers")
-        return True
 
     def close(self) -> asyncio.Future[Any]:
         """Stop listening; returns an awaitable as IPv8 expects."""

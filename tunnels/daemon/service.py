@@ -1,12 +1,16 @@
 # -*- test-case-name: test.test_twistd -*-
 """TunnelService: a tunnel node as a Twisted service (what ``twistd tunnels`` runs).
 
-Starting fetches the HTTPS bootstrap lists (if any), then starts the node with
-:func:`tunnels.node.start_node`; stopping destroys our circuits and the ones we
-carry, closes exit sockets and the UDP socket, so SIGTERM ends cleanly.  While
-running, a one-line status goes to the log every ``status_interval`` seconds.
-Child services (status endpoint, SOCKS5) start with it; those that need the node
-wait for :meth:`TunnelService.when_running`.
+The UDP socket binds first, in ``privilegedStartService`` (before the reactor runs, as
+Twisted's own servers do), so a port in use is a :class:`~tunnels.errors.StartupError`
+at once.  Starting then fetches the HTTPS bootstrap lists (if any) and starts the node
+with :func:`tunnels.node.start_node` on that socket; stopping destroys our circuits and
+the ones we carry, closes exit sockets and the UDP socket, so SIGTERM ends cleanly.
+While running, a one-line status goes to the log every ``status_interval`` seconds.
+Child services (status endpoint, SOCKS5) start with it; those that need the node wait
+for :meth:`TunnelService.when_running`.  A node that fails to start fails those waiters
+and the status says so; it does not stop the reactor (``twistd tunnels`` does, in
+:mod:`tunnels.daemon.process`).
 """
 from __future__ import annotations
 
@@ -15,14 +19,17 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from .bootstrap import fetch_bootstrap_list
+from ..core.transport import TwistedUDPEndpoint
+from ..errors import listen_error
 from ..node import TunnelNode, start_node
 from ..settings import TunnelSettings
-from .status import STATUS_LINE, node_status
+from .status import STATUS_LINE, SectionSource, node_status
 
 Address = tuple[str, int]
 
@@ -45,7 +52,7 @@ class TunnelService(MultiService):
     def __init__(self, reactor: Any, *, host: str, port: int, settings: TunnelSettings, key_bin: bytes,
                  bootstrap: Sequence[Address] = (), bootstrap_urls: Sequence[str] = (), trust_root: Any = None,
                  testnet: bool = False, status_interval: float = 60.0,
-                 log_level: LogLevel = LogLevel.info) -> None:
+                 log_level: LogLevel = LogLevel.info, port_label: str = "the node's UDP port") -> None:
         super().__init__()
         self.reactor = reactor
         self.host = host
@@ -58,7 +65,13 @@ class TunnelService(MultiService):
         self.testnet = testnet
         self.status_interval = status_interval
         self.log = leveled_logger(log_level)
+        self.port_label = port_label
+        self.endpoint: TwistedUDPEndpoint | None = None
         self.node: TunnelNode | None = None
+        self.started_at: float | None = None
+        self.failure: str | None = None
+        """Why the node could not start, once it could not."""
+        self.sections: dict[str, SectionSource] = {}
         self._starting: Deferred[Any] | None = None
         self._fetches: list[Deferred[Any]] = []
         self._waiters: list[Deferred[TunnelNode]] = []
@@ -66,9 +79,36 @@ class TunnelService(MultiService):
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted API)
+        """Bind the UDP socket, then let the children bind theirs.
+
+        :raises tunnels.errors.StartupError: the address is in use or not ours.
+        """
+        self.bind()
+        super().privilegedStartService()
+
+    def bind(self) -> None:
+        """Bind the node's UDP socket now (idempotent); :attr:`endpoint` then knows its port.
+
+        :raises tunnels.errors.StartupError: the address is in use or not ours.
+        """
+        if self.endpoint is not None:
+            return
+        endpoint = TwistedUDPEndpoint(self.reactor, self.host, self.port)
+        try:
+            endpoint.listen()
+        except CannotListenError as e:
+            raise listen_error("UDP", self.host, self.port, self.port_label, e) from None
+        self.endpoint = endpoint
+
     def startService(self) -> None:  # noqa: N802 (Twisted API)
-        """Start children, then (asynchronously) the node."""
+        """Bind (if ``privilegedStartService`` did not), start children, then (asynchronously) the node.
+
+        :raises tunnels.errors.StartupError: a port is in use or not ours.
+        """
+        self.bind()
         super().startService()
+        self.started_at = self.reactor.seconds()
         self._starting = self._start()
 
     def _start(self) -> Deferred[Any]:
@@ -94,8 +134,8 @@ class TunnelService(MultiService):
             self.log.warn("No bootstrap peers: this node waits for others to find it")
         if not self.running:
             raise ServiceStopped()
-        return start_node(self.reactor, self.host, self.port, bootstrap=peers, settings=self.settings,
-                          testnet=self.testnet, key_bin=self.key_bin)
+        return start_node(self.reactor, bootstrap=peers, settings=self.settings, testnet=self.testnet,
+                          key_bin=self.key_bin, endpoint=self.endpoint)
 
     def _started(self, node: TunnelNode) -> None:
         self.node = node
@@ -112,14 +152,12 @@ class TunnelService(MultiService):
             waiter.callback(node)
 
     def _start_failed(self, failure: Failure) -> None:
+        if not failure.check(ServiceStopped):
+            self.failure = failure.getErrorMessage()
+            self.log.failure("txtunnels node failed to start", failure, level=LogLevel.critical)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(failure)
-        if failure.check(ServiceStopped):
-            return
-        self.log.failure("txtunnels node failed to start; stopping", failure, level=LogLevel.critical)
-        if self.running and self.reactor.running:
-            self.reactor.stop()
 
     def when_running(self) -> Deferred[TunnelNode]:
         """A Deferred that fires with the node once it has started (at once if it has)."""
@@ -143,8 +181,10 @@ class TunnelService(MultiService):
 
     def _stop_node(self) -> Deferred[None] | None:
         node, self.node = self.node, None
+        endpoint, self.endpoint = self.endpoint, None
         if node is None:
-            return None
+            # bound but never started (a sibling failed to bind, or the start failed)
+            return None if endpoint is None else Deferred.fromFuture(endpoint.close())
         community = node.community
         self.log.info("Stopping: destroying {circuits} circuits and {joined} joined circuits, closing sockets",
                       circuits=len(community.circuits), joined=len(community.joined_circuits))
@@ -159,15 +199,40 @@ class TunnelService(MultiService):
     # --- status -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any] | None:
-        """The node's status (:func:`tunnels.daemon.status.node_status`), or None until it runs."""
+        """The node's status (:func:`tunnels.daemon.status.node_status`), None while it starts, or
+        ``{"state": "failed", "error": reason}`` when it could not start."""
         if self.node is None:
-            return None
-        return node_status(self.node, self.reactor.seconds())
+            return None if self.failure is None else {"state": "failed", "error": self.failure}
+        now = self.reactor.seconds()
+        status = node_status(self.node, now, started=self.started_at if self.started_at is not None else now)
+        status["sections"] = {name: source() for name, source in sorted(self.sections.items())}
+        return status
+
+    def add_status_section(self, name: str, source: SectionSource) -> None:
+        """Show a front end's own figures in the status, the page and the metrics.
+
+        ``source()`` returns ``{"title": str, "gauges": {name: number}, "counters": {name: number},
+        "drops": {reason: count}, "rows": [{column: value}]}`` (every key optional); see
+        :mod:`tunnels.daemon.status`.  ``name`` (``[a-z0-9_]+``) prefixes its metrics:
+        ``txtunnels_<name>_<gauge>``, ``txtunnels_<name>_<counter>_total`` and
+        ``txtunnels_<name>_dropped_total{reason}``.
+
+        :raises ValueError: ``name`` is not ``[a-z0-9_]+`` or is taken.
+        """
+        if not name or not all(c.islower() or c.isdigit() or c == "_" for c in name):
+            raise ValueError(f"a status section name must be [a-z0-9_]+, got {name!r}")
+        if name in self.sections:
+            raise ValueError(f"status section {name!r} is already registered")
+        self.sections[name] = source
+
+    def remove_status_section(self, name: str) -> None:
+        """Stop showing the section ``name`` (no error if absent)."""
+        self.sections.pop(name, None)
 
     def log_status(self) -> None:
         """Log the one-line status."""
         status = self.status()
-        if status is not None:
+        if status is not None and status["state"] == "running":
             self.log.info(STATUS_LINE, **status)
 
 

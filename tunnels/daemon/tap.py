@@ -1,26 +1,38 @@
 # -*- test-case-name: test.test_tap -*-
 """``twistd tunnels``: command-line options and the service tree they make.
 
-:class:`Options` only turns strings into checked values (every ``ValueError``
-becomes a ``UsageError``); :func:`makeService` is the only place that imports the
-global reactor, which must be Twisted's asyncio reactor
-(``twistd --reactor=asyncio -n tunnels ...``).
+:class:`Options` only turns strings into checked values; a bad value ends twistd at once
+with one line on stderr that says what is wrong and what is accepted, and exit status
+:data:`USAGE_STATUS` (twistd's own handler would print the whole usage to stdout instead).
+:func:`makeService` is the only place that imports the global reactor, which must be
+Twisted's asyncio reactor (``twistd --reactor=asyncio -n tunnels ...``); it wraps the node
+in :class:`~tunnels.daemon.process.NodeRoot`, so a node that cannot start also ends with
+one line and a non-zero status (see :mod:`tunnels.daemon.process`).
 """
 from __future__ import annotations
 
+import ipaddress
+import sys
 from typing import Any
 
 from twisted.application.service import IService
-from twisted.logger import InvalidLogLevelError, LogLevel
+from twisted.logger import LogLevel
 from twisted.python import usage
 
 from .bootstrap import Address, check_url, parse_address
 from ..settings import TunnelSettings
+from ..version import version_line
 
 MAX_LISTED_EXIT_PORTS = 4096
 """Most ports ``--exit-ports`` may list (leave it empty for "every port from 1024")."""
 SOCKS5_HOPS = (1, 2, 3)
 """Hop counts served by ``--socks5-port``: base port + 0, + 1, + 2."""
+USAGE_STATUS = 2
+"""Exit status for bad options (as argparse and most Unix tools use); 1 means "could not start"."""
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+SETTING_OPTIONS = {"exit_bandwidth": "--exit-bandwidth", "max_joined_circuits": "--max-joined-circuits",
+                   "exit_ports": "--exit-ports"}
+"""TunnelSettings fields set from options, by the option's name (for error messages)."""
 
 
 def parse_port(text: str, what: str, low: int = 0, high: int = 65535) -> int:
@@ -90,6 +102,19 @@ class Options(usage.Options):
         self["bootstrap"] = []
         self["bootstrap-url"] = []
 
+    def parseOptions(self, options: list[str] | None = None) -> None:  # noqa: N802 (Twisted API)
+        """Parse; a usage error ends the process with one line on stderr and :data:`USAGE_STATUS`."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd tunnels: {e} (see: twistd tunnels --help)\n")
+            raise SystemExit(USAGE_STATUS) from None
+
+    def opt_version(self) -> None:
+        """Print the txtunnels version (and Twisted's, pyipv8's, Python's) and exit."""
+        print(version_line())
+        raise SystemExit(0)
+
     def opt_bootstrap(self, value: str) -> None:
         """A peer to introduce ourselves to, as host:port ([v6]:port); repeatable."""
         try:
@@ -110,13 +135,12 @@ class Options(usage.Options):
         """Coerce and validate; every problem becomes a ``UsageError``."""
         try:
             self._coerce()
-        except (ValueError, TypeError, InvalidLogLevelError) as e:
+        except (ValueError, TypeError) as e:
             raise usage.UsageError(str(e)) from None
 
     def _coerce(self) -> None:
         self["port"] = parse_port(self["port"], "--port")
-        if not self["host"]:
-            raise ValueError("--host must not be empty")
+        self["host"] = _parse_ip(self["host"], "--host", 4, "0.0.0.0 (every interface) or 127.0.0.1")
         if not self["exit"] and (self["exit-ports"] is not None or self["exit-bandwidth"] is not None):
             raise ValueError("--exit-ports and --exit-bandwidth only apply with --exit")
         extra: dict[str, Any] = {}
@@ -124,11 +148,19 @@ class Options(usage.Options):
             extra["exit_ports"] = parse_port_list(self["exit-ports"])
         if self["exit-bandwidth"] is not None:
             extra["exit_bandwidth"] = _parse_int(self["exit-bandwidth"], "--exit-bandwidth")
-        self["settings"] = TunnelSettings(
-            become_exitnode=bool(self["exit"]),
-            max_joined_circuits=_parse_int(self["max-joined-circuits"], "--max-joined-circuits"), **extra)
+        try:
+            self["settings"] = TunnelSettings(
+                become_exitnode=bool(self["exit"]),
+                max_joined_circuits=_parse_int(self["max-joined-circuits"], "--max-joined-circuits"), **extra)
+        except ValueError as e:  # name the option the user typed, not the settings field
+            message = str(e)
+            for field, option in SETTING_OPTIONS.items():
+                message = message.replace(field, option)
+            raise ValueError(message) from None
         if self["status-port"] is not None:
             self["status-port"] = parse_port(self["status-port"], "--status-port")
+        self["status-interface"] = _parse_ip(self["status-interface"], "--status-interface", None,
+                                             "127.0.0.1 (the default) or ::1")
         interval = _parse_float(self["status-interval"], "--status-interval")
         if interval < 0:
             raise ValueError(f"--status-interval must be >= 0, got {interval}")
@@ -137,7 +169,21 @@ class Options(usage.Options):
             self["socks5-port"] = parse_port(self["socks5-port"], "--socks5-port", 0, 65536 - len(SOCKS5_HOPS))
         if not self["key-file"]:
             raise ValueError("--key-file must not be empty")
-        self["log-level"] = LogLevel.levelWithName(self["log-level"].lower())
+        level = str(self["log-level"]).lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self['log-level']!r}")
+        self["log-level"] = LogLevel.levelWithName(level)
+
+
+def _parse_ip(text: str, what: str, version: int | None, example: str) -> str:
+    """An IP address literal (of ``version`` 4 or 6, or either if None); ``ValueError`` otherwise."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{what} must be an IP address such as {example}, got {text!r}") from None
+    if version is not None and address.version != version:
+        raise ValueError(f"{what} must be an IPv{version} address such as {example}, got {text!r}")
+    return str(address)
 
 
 def _parse_int(text: str, what: str) -> int:
@@ -165,7 +211,7 @@ def make_service(options: Options, reactor: Any) -> IService:
     from ..runtime import check_reactor
     from .service import TunnelService
     from ..socks5 import Socks5Service
-    from .status import StatusService
+    from .web import StatusService
 
     check_reactor(reactor)
     key_bin = load_or_create_key(options["key-file"])
@@ -178,28 +224,36 @@ def make_service(options: Options, reactor: Any) -> IService:
     service = TunnelService(reactor, host=options["host"], port=options["port"], settings=options["settings"],
                             key_bin=key_bin, bootstrap=bootstrap, bootstrap_urls=options["bootstrap-url"],
                             trust_root=trust_root, testnet=bool(options["testnet"]),
-                            status_interval=options["status-interval"], log_level=options["log-level"])
+                            status_interval=options["status-interval"], log_level=options["log-level"],
+                            port_label="--port")
     if options["status-port"] is not None:
-        StatusService(reactor, service.status, options["status-port"],
-                      options["status-interface"]).setServiceParent(service)
+        StatusService(reactor, service.status, options["status-port"], options["status-interface"],
+                      label="--status-port").setServiceParent(service)
     if options["socks5-port"] is not None:
-        Socks5Service(reactor, service, options["socks5-port"], SOCKS5_HOPS).setServiceParent(service)
+        Socks5Service(reactor, service, options["socks5-port"], SOCKS5_HOPS,
+                      label="--socks5-port").setServiceParent(service)
     return service
 
 
 def makeService(options: Options) -> IService:  # noqa: N802 (twistd's name)
     """twistd's entry point: the global reactor must already be the asyncio reactor.
 
-    Configuration problems end the process with a one-line message instead of a
-    traceback.
+    Configuration problems end the process with a one-line message (status 1) instead of
+    a traceback; so do ports in use and a node that fails to start (:class:`NodeRoot`).
     """
     from twisted.internet import reactor
 
     from .keyfile import KeyFileError
+    from .process import ExitStatus, NodeRoot
     from ..runtime import ReactorMismatch
     try:
-        return make_service(options, reactor)
+        node = make_service(options, reactor)
     except (ReactorMismatch, KeyFileError) as e:
         raise SystemExit(f"txtunnels: {e}") from None
     except OSError as e:
         raise SystemExit(f"txtunnels: cannot read {e.filename!r}: {e.strerror}") from None
+    exit_status = ExitStatus()
+    exit_status.arm()
+    parent = getattr(options, "parent", None)
+    daemon = parent is not None and not parent.get("nodaemon", True)
+    return NodeRoot(reactor, node, exit_status, daemon=daemon)

@@ -219,3 +219,39 @@ class DestinationGuard:
             return False
         self._sent[dest] = None
         return True
+
+
+_REFUSAL_KINDS: Final = {
+    "not an exit": "not_exit",
+    "invalid port": "bad_port",
+    "port 0": "bad_port",
+    "port out of range": "bad_port",
+    "not an IP address": "bad_address",
+    "exit's own address": "own_address",
+    "name refused by exit policy": "resolution",
+    "name resolved to no addresses": "resolution",
+    "too many names": "resolver_busy",
+    "resolution queue full": "resolver_busy",
+    "too many destinations": "too_many_destinations",
+    "destination never answered": "unanswered",
+    "exit bandwidth exhausted": "bandwidth",
+    "send failed": "send_failed",
+}
+
+
+def refusal_kind(reason: str) -> str:
+    """The counter name of an exit refusal: one of a fixed set (see :data:`tunnels.reasons.REFUSALS`).
+
+    The reasons sent to the originator are sentences that may carry a port or an address;
+    a counter name must not (bounded label values, and no destination in any metric).
+    Address classes from :func:`~tunnels.exit.addresses.is_forbidden_ip` (loopback,
+    private, reserved, ...) are all ``non_global_address``.
+    """
+    kind = _REFUSAL_KINDS.get(reason)
+    if kind is not None:
+        return kind
+    if reason.startswith("port "):
+        return "port_denied" if " denied" in reason else "port_not_allowed"
+    if reason.startswith("resolved address "):
+        return "resolution"
+    return "non_global_address"

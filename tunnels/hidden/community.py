@@ -31,6 +31,9 @@ from .state import Address, PeerCallback, PendingIntroduction, Registration, Ses
 
 INTRODUCE_TIMEOUT = 10.0
 """Seconds an introduction, or a session that is not yet joined, may take."""
+DHT_QUEUE_LIMIT = 32
+"""DHT queries kept while the circuit that carries them is being built (a lookup sends about 3
+at once, then more as answers come in)."""
 
 
 class NoDHTProvider(TunnelError):
@@ -61,6 +64,8 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
         """Member side: replies to send once the rendezvous point confirms our circuit."""
         self._dht_client: Any = None
         self._dht_circuit: Circuit | None = None
+        self._dht_waiting: list[tuple[bytes, Address]] = []
+        """Queries waiting for ``_dht_circuit`` to become ready (at most :data:`DHT_QUEUE_LIMIT`)."""
         handlers = self.origin.message_handlers
         handlers[RelayCommand.INTRO_ESTABLISHED] = self._on_intro_established
         handlers[RelayCommand.INTRODUCE2] = self._on_introduce2
@@ -156,7 +161,12 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
     # --- DHT lookups through a circuit ----------------------------------------------------
 
     def _dht_send(self, data: bytes, address: Address) -> None:
-        """Send a DHT query through our own circuit: the DHT never sees our address."""
+        """Send a DHT query through our own circuit: the DHT never sees our address.
+
+        While that circuit is being built the query waits (at most :data:`DHT_QUEUE_LIMIT`):
+        the first lookup starts before any circuit exists, and dropping its queries would
+        stall it for a whole query timeout.
+        """
         circuit = self._dht_circuit
         if circuit is None or circuit.state is CircuitState.CLOSED:
             hops = min((r.hops for r in self.registrations.values()), default=1)
@@ -166,9 +176,26 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
                 self._dht_circuit = None
             else:
                 circuit.data_sink = self._dht_reply
-        if circuit is None or not circuit.ready or self._dht_client is None:
+                circuit.on_ready.append(self._dht_circuit_settled)
+        if circuit is None or self._dht_client is None:
             self.stats.drop("dht_query_without_circuit")
-            return
+        elif circuit.ready:
+            self._dht_query(circuit, data, address)
+        elif len(self._dht_waiting) >= DHT_QUEUE_LIMIT:
+            self.stats.drop("dht_query_queue_full")
+        else:
+            self._dht_waiting.append((data, address))
+
+    def _dht_circuit_settled(self, circuit: Circuit, error: Exception | None) -> None:
+        """The DHT circuit is ready (send what waited) or closed while building (drop it, counted)."""
+        waiting, self._dht_waiting = self._dht_waiting, []
+        for data, address in waiting:
+            if error is None and self._dht_client is not None:
+                self._dht_query(circuit, data, address)
+            else:
+                self.stats.drop("dht_query_without_circuit")
+
+    def _dht_query(self, circuit: Circuit, data: bytes, address: Address) -> None:
         try:
             super().tunnel_data(circuit, address, "data", data)
         except (TunnelError, ValueError):

@@ -80,6 +80,7 @@ class IntroductionMixin(_Base):
     # --- finding members ------------------------------------------------------------------
 
     def _lookup(self, registration: Registration) -> None:
+        self.stats.note("dht_lookups")
         d = self.dht_provider.lookup(registration.service.dht_key)
         d.addCallbacks(lambda found: self._found(registration, found),
                        lambda failure: self.stats.note("dht_lookup_failed"))

@@ -242,6 +242,8 @@ class Socks5Server(Factory):
     noisy = False
 
     def __init__(self, reactor: Any, community: Any, hops: int, interface: str = "127.0.0.1") -> None:
+        """``community`` may be None until the node runs: :meth:`start` then takes it, and
+        control connections made before are closed at once."""
         self.reactor = reactor
         self.community = community
         self.hops = hops
@@ -251,12 +253,19 @@ class Socks5Server(Factory):
         self.stats: Counter[str] = Counter()
         self.started = False
 
-    def buildProtocol(self, addr: Any) -> Socks5Protocol:  # noqa: N802 (Twisted API)
-        """A control connection."""
+    def buildProtocol(self, addr: Any) -> Socks5Protocol | None:  # noqa: N802 (Twisted API)
+        """A control connection (refused, by closing it, until the server has started)."""
+        if not self.started:
+            self.stats["refused_not_started"] += 1
+            return None
         return Socks5Protocol(self)
 
-    def start(self) -> None:
-        """Receive replies and keep a pool of circuits of our hop count."""
+    def start(self, community: Any = None) -> None:
+        """Receive replies and keep a pool of circuits of our hop count (of ``community``, if given)."""
+        if community is not None:
+            self.community = community
+        if self.community is None:
+            raise ValueError("Socks5Server.start needs a community")
         if not self.started:
             self.started = True
             self.community.add_data_handler(self.on_data)

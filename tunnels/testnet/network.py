@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -101,32 +102,45 @@ class LocalNetwork:
         return await as_future(start_node(self.reactor, HOST, 0, bootstrap=bootstrap, settings=settings,
                                           testnet=self.testnet, community_class=self.community_class, **extra))
 
-    async def start(self, timeout: float = 20.0) -> None:
-        """Start the echo server and every node, and wait until each knows all the others."""
+    async def start(self, timeout: float = 20.0, progress: Callable[[str], None] | None = None) -> None:
+        """Start the echo server and every node, and wait until each knows all the others.
+
+        ``progress(line)``, if given, hears each step (DHT up, nodes started, peers found).
+        """
+        say = progress or (lambda line: None)
         self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST)
         relays, exits, clients = self.counts
+        total = relays + exits + clients
         try:
             if self.dht == "mainline":
                 self.dht_network = await as_future(start_local_network(self.reactor, self.dht_nodes))
-            for _ in range(relays):
-                self.relays.append(await self._node(self.settings))
-            for _ in range(exits):
-                self.exits.append(await self._node(replace(self.settings, become_exitnode=True)))
-            for _ in range(clients):
-                self.clients.append(await self._node(self.client_settings))
-            await self.wait_connected(timeout)
+                say(f"mainline DHT: {len(self.dht_network)} BEP 5 nodes up")
+            for kind, count, settings in (("relay", relays, self.settings),
+                                          ("exit", exits, replace(self.settings, become_exitnode=True)),
+                                          ("client", clients, self.client_settings)):
+                group = {"relay": self.relays, "exit": self.exits, "client": self.clients}[kind]
+                for _ in range(count):
+                    group.append(await self._node(settings))
+                if count:
+                    say(f"{len(self.nodes)}/{total} nodes up ({count} {kind}{'s' if count > 1 else ''} started)")
+            await self.wait_connected(timeout, say)
         except BaseException:
             await self.stop()
             raise
 
-    async def wait_connected(self, timeout: float) -> None:
+    async def wait_connected(self, timeout: float, progress: Callable[[str], None] | None = None) -> None:
         """Wait until every node knows every other node and what it offers."""
         deadline = time.monotonic() + timeout
         want = len(self.nodes) - 1
+        reported = -1
 
         def known(community: TunnelCommunity) -> int:
             return sum(1 for peer in community.get_peers() if peer.mid in community.peer_flags)
         while any(known(node.community) < want for node in self.nodes):
+            complete = sum(1 for node in self.nodes if known(node.community) >= want)
+            if progress is not None and complete != reported:
+                progress(f"peer discovery: {complete}/{len(self.nodes)} nodes know all the others")
+                reported = complete
             if time.monotonic() > deadline:
                 counts = [known(node.community) for node in self.nodes]
                 raise TimeoutError(f"peer discovery incomplete after {timeout}s: {counts} of {want}")

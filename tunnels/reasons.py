@@ -1,0 +1,137 @@
+# -*- test-case-name: test.test_reasons -*-
+"""What each counted reason means, in one line: shown beside the figure wherever it appears.
+
+A counter such as "dropped datagrams: 6" invites the wrong reading (loss? an attack? a
+bug?).  Every drop and refusal reason the code counts has an explanation here, and
+:func:`explain` is what the demo, the status page, ``txtunnels status`` and the
+documentation print next to it.  ``test.test_reasons`` checks that every reason
+literal in the source has an entry, so a new counter cannot ship unexplained.
+
+Three namespaces share the table: the node's drops (``Stats.drop``), the DHT's drops
+(``DHTStats.drop``) and the SOCKS5 front end's drops; plus the refusal kinds of
+``<what>_refused_<reason>`` events (``exit``, ``extend``, ``create``, ``join``).
+"""
+from __future__ import annotations
+
+DROPS: dict[str, str] = {
+    # cells and circuits (relays and originators)
+    "bad_length": "a cell of the wrong size: not our protocol, or corrupted on the way",
+    "unknown_circuit": "a cell for a circuit we do not know: usually late cells of a circuit just closed",
+    "circuit_id_zero": "a CREATE with circuit id 0, which is reserved",
+    "duplicate_create": "a CREATE for a circuit id already in use on that link (a retransmission or a hijack attempt)",
+    "malformed_create": "a CREATE cell that does not decode",
+    "unexpected_created": "a CREATED for a circuit that was not waiting for one",
+    "relay_before_created": "a relay cell from the next hop before it confirmed the extend",
+    "destroy_bad_token": "a DESTROY without the link's token: forged or for an old circuit, ignored",
+    "unknown_cell_type": "a cell type this version does not know",
+    "integrity": "a cell altered on the way (integrity check failed); the circuit is destroyed",
+    "replay": "a cell seen before on this circuit (duplicated by the network, or replayed)",
+    "malformed_message": "a relay message that does not decode after decryption",
+    "unknown_command": "a relay command this version does not know",
+    "unexpected_command": "a relay command not allowed on this kind of circuit",
+    "wrong_direction": "a relay command that only travels the other way; the circuit is destroyed",
+    "unexpected_sendme": "a flow-control SENDME acknowledging more than was sent; the circuit is destroyed",
+    "flow_queue_full": "data offered faster than the circuit carries it: dropped at the sender, as UDP may be",
+    "internal_error": "a bug of ours while handling a cell (logged with a traceback)",
+    # exits
+    "malformed_data": "a DATA message whose destination does not decode",
+    "malformed_refusal": "an exit's refusal notice that does not decode",
+    "exit_bandwidth": "the exit's bandwidth budget (--exit-bandwidth) was used up",
+    "exit_send_error": "the exit's socket refused to send (the OS reported an error)",
+    "exit_unsolicited": "a datagram to an exit socket from an address that circuit never contacted",
+    # hidden services
+    "introduce_rate": "introductions to an intro point above its rate limit",
+    "introduce2_unknown_service": "an introduction for a service we no longer offer",
+    "malformed_introduce": "an introduction that does not decode",
+    "malformed_introduce2": "a forwarded introduction that does not decode",
+    "malformed_introduce_ack": "an introduction answer that does not decode",
+    "malformed_hidden_message": "a hidden-service message that does not decode",
+    "unexpected_introduce_ack": "an introduction answer nobody waited for (late, after a timeout)",
+    "unexpected_intro_reply": "an introduction reply nobody waited for (late, after a timeout)",
+    "unexpected_joined": "a rendezvous JOINED nobody waited for (late, after a timeout)",
+    "unexpected_rendezvous_established": "a rendezvous confirmation nobody waited for (late, after a timeout)",
+    "join_unknown_cookie": "a rendezvous join with an unknown or already used cookie",
+    "e2e_not_spliced": "end-to-end data at a rendezvous point before both sides joined",
+    "e2e_without_session": "end-to-end data on a circuit with no hidden-service session",
+    "e2e_rejected": "end-to-end data that failed authentication or was replayed",
+    "dht_query_without_circuit": "a DHT query of ours with no circuit to send it through (the circuit failed)",
+    "dht_query_queue_full": "DHT queries of ours beyond the queue kept while their circuit is built",
+    "dht_query_unsendable": "a DHT query of ours the circuit could not carry",
+    # DHT node (BEP 5)
+    "oversized": "a DHT datagram above the size limit",
+    "not_dict": "a DHT datagram that is not a bencoded dictionary",
+    "bad_bencode": "a DHT datagram that is not valid bencode",
+    "bad_tid": "a DHT message without a usable transaction id",
+    "bad_query": "a malformed DHT query",
+    "bad_id": "a DHT message with a missing or malformed node id",
+    "bad_response": "a malformed DHT response",
+    "bad_error": "a malformed DHT error message",
+    "bad_type": "a DHT message of an unknown type",
+    "unsolicited": "a DHT response to no query of ours (late, after a timeout, or forged)",
+    "wrong_source": "a DHT response from another address than the one we asked",
+    "query_to_client": "a DHT query sent to a read-only lookup client, which answers none",
+    "read_only": "a DHT query to a read-only node (BEP 43), which answers none",
+    "rate_limited": "DHT queries from one address above its rate limit",
+    "bep42_id": "a DHT node id not derived from its IP address (BEP 42), kept out of the routing table",
+    # SOCKS5 front end (UDP ASSOCIATE)
+    "foreign_source": "a datagram to an association's UDP port from another program than its client",
+    "malformed": "a SOCKS5 UDP datagram with a malformed header",
+    "fragment": "a fragmented SOCKS5 datagram (FRAG != 0), which we do not reassemble",
+    "no_circuit": "no circuit of that hop count was ready yet; retry, or wait for the pool",
+    "bad_destination": "a destination the node refuses to send to (malformed, or a name it never sends)",
+    "client_write": "a reply the client's UDP socket would not take",
+    "unrouted_reply": "a reply for an association that has ended",
+}
+"""Drop reason -> one-line explanation."""
+
+REFUSALS: dict[str, str] = {
+    # exits refusing a destination (the originator is told why, in a DATA_REFUSED message)
+    "exit:not_exit": "DATA to a relay that is not an exit",
+    "exit:port_denied": "a UDP port exits always deny (amplification vectors, mail)",
+    "exit:port_not_allowed": "a UDP port outside the exit's policy (--exit-ports, or below 1024)",
+    "exit:bad_port": "port 0 or out of range",
+    "exit:bad_address": "a destination that is not an IP address or a valid name",
+    "exit:non_global_address": "a loopback, private, link-local, multicast or reserved address",
+    "exit:own_address": "the exit's own address",
+    "exit:resolution": "a name that resolved to nothing, or to a refused address",
+    "exit:resolver_busy": "too many names being resolved for this circuit at once",
+    "exit:too_many_destinations": "more destinations on one circuit than an exit allows",
+    "exit:unanswered": "a destination that never answered after a few packets (anti-reflection)",
+    "exit:bandwidth": "the exit's bandwidth budget (--exit-bandwidth) was used up",
+    "exit:send_failed": "the exit's socket could not send",
+    # relays refusing to join a circuit (they answer with a DESTROY)
+    "create:not_a_relay": "a CREATE to a node that relays nothing (--max-joined-circuits 0)",
+    "create:create_rate": "CREATEs from one address above the rate limit",
+    "create:table_full": "the circuit table is full",
+    "create:full": "already carrying --max-joined-circuits circuits",
+    "create:source_share_exceeded": "one address asked for more than its share of joined circuits",
+    "create:handshake": "a CREATE whose handshake failed (wrong key, or not meant for us)",
+    # relays refusing to extend a circuit (the originator gets EXTEND_FAILED)
+    "extend:malformed": "an EXTEND that does not decode",
+    "extend:again": "a second EXTEND on a circuit already extended",
+    "extend:unknown_peer": "an EXTEND to a peer we have not verified",
+    "extend:identity_mismatch": "an EXTEND whose keys do not match the peer at that address",
+    "extend:previous_hop": "an EXTEND back to the previous hop",
+    "extend:port_0": "an EXTEND to port 0",
+    "extend:bad_address": "an EXTEND to a malformed address",
+    "extend:non_global_address": "an EXTEND to a loopback, private or reserved address (allowed with --testnet)",
+    # hidden services, at relays
+    "intro:no_dht": "a request to be an introduction point to a relay without a DHT",
+    "intro:circuit_busy": "a request to be an introduction point on a circuit already in use",
+    "intro:bad_record": "an introduction-point request with an invalid or expired signed record",
+    "intro:squatting": "an unsigned introduction-point request for a service that signs its records",
+    "intro:full": "a request to be an introduction point beyond the services a relay serves",
+    "introduce:unknown_intro_point": "an introduction to a relay we have not verified as that intro point",
+    "introduce:busy": "an introduction while too many are pending",
+    "introduce:port_0": "an introduction to port 0",
+    "introduce:bad_address": "an introduction to a malformed address",
+    "introduce:non_global_address": "an introduction to a loopback, private or reserved address",
+    "rendezvous:unusable": "a rendezvous request with a malformed or reused cookie, on a busy circuit, or a full table",
+    "join:same_neighbour": "a rendezvous join from the neighbour already on the other side",
+}
+"""``<what>:<reason>`` -> one-line explanation."""
+
+
+def explain(reason: str) -> str:
+    """The one-line explanation of a drop reason or a ``what:reason`` refusal ("" if unknown)."""
+    return DROPS.get(reason) or REFUSALS.get(reason, "")
