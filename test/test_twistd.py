@@ -126,3 +126,145 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn(b"corrupt", output)
         with open(key_file, "rb") as f:
             self.assertEqual(f.read(), b"garbage")
+
+
+def twistd_separate(args: list[str], cwd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``twistd ARGS`` to its end; stdout (the log with -n) and stderr apart."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (CHECKOUT, os.environ.get("PYTHONPATH")) if p))
+    return subprocess.run([sys.executable, "-c", TWISTD, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class HeldPorts:
+    """A UDP and a TCP port on 127.0.0.1 held by this process (so a node cannot bind them)."""
+
+    def __init__(self) -> None:
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen()
+
+    @property
+    def udp_port(self) -> int:
+        """The held UDP port."""
+        return int(self.udp.getsockname()[1])
+
+    @property
+    def tcp_port(self) -> int:
+        """The held TCP port."""
+        return int(self.tcp.getsockname()[1])
+
+    def close(self) -> None:
+        """Release both."""
+        self.udp.close()
+        self.tcp.close()
+
+
+class StartupFailureTests(SynchronousTestCase):
+    """Every way ``twistd tunnels`` can fail to start: one line on stderr and a non-zero status."""
+
+    def setUp(self) -> None:
+        self.ports = HeldPorts()
+        self.addCleanup(self.ports.close)
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+        self.key = os.path.join(self.dir, "node.key")
+
+    def node(self, *args: str, daemon: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``twistd --reactor=asyncio [-n] tunnels --testnet ARGS`` to its end."""
+        twistd_args = ["--reactor=asyncio", "--pidfile", os.path.join(self.dir, "node.pid")]
+        twistd_args += ["--logfile", os.path.join(self.dir, "node.log")] if daemon else ["-n"]
+        return twistd_separate([*twistd_args, "tunnels", "--testnet", "--host", "127.0.0.1", "--key-file", self.key,
+                                *args], self.dir)
+
+    def assert_one_line(self, result: subprocess.CompletedProcess[str], status: int, line: str) -> None:
+        """Exit ``status``, and stderr is exactly ``line``; no traceback anywhere."""
+        self.assertEqual((result.returncode, result.stderr), (status, line + "\n"), result.stdout[-3000:])
+        self.assertNotIn("Traceback", result.stdout)
+
+    def test_udp_port_in_use(self) -> None:
+        """The node's UDP port taken: status 1, one line, the pid file removed, no traceback in the log."""
+        port = self.ports.udp_port
+        result = self.node("--port", str(port))
+        self.assert_one_line(result, 1, f"txtunnels: cannot listen on UDP 127.0.0.1:{port} (--port): "
+                                        "address already in use")
+        self.assertIn(f"txtunnels cannot start: cannot listen on UDP 127.0.0.1:{port}", result.stdout)
+        self.assertIn("Server Shut Down.", result.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "node.pid")))
+
+    def test_status_port_in_use(self) -> None:
+        """The status port taken: status 1 and one line; the node's UDP socket is closed again."""
+        port = self.ports.tcp_port
+        result = self.node("--port", "0", "--status-port", str(port))
+        self.assert_one_line(result, 1, f"txtunnels: cannot listen on TCP 127.0.0.1:{port} (--status-port): "
+                                        "address already in use")
+        self.assertIn("(UDP Port", result.stdout)        # the node's socket, bound first, was closed
+
+    def test_socks5_port_in_use(self) -> None:
+        """A SOCKS5 port taken: status 1 and one line naming the hop count."""
+        port = self.ports.tcp_port
+        result = self.node("--port", "0", "--socks5-port", str(port))
+        self.assert_one_line(result, 1, f"txtunnels: cannot listen on TCP 127.0.0.1:{port} (--socks5-port, "
+                                        "1-hop circuits): address already in use")
+
+    def test_daemonized_udp_port_in_use(self) -> None:
+        """Daemonized (no -n), twistd's parent reports the reason and exits 1 (Twisted's status pipe)."""
+        port = self.ports.udp_port
+        result = self.node("--port", str(port), daemon=True)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"cannot listen on UDP 127.0.0.1:{port} (--port): address already in use", result.stderr)
+
+    def test_bad_option_values(self) -> None:
+        """Bad values: status 2 and one line naming the option and what is accepted (no usage dump)."""
+        cases = [
+            (["--log-level", "verbose"], "--log-level must be one of debug, info, warn, error, critical; "
+                                         "got 'verbose'"),
+            (["--port", "70000"], "--port must be between 0 and 65535, got 70000"),
+            (["--status-port", "http"], "--status-port must be a number, got 'http'"),
+            (["--exit-ports", "53"], "--exit-ports and --exit-bandwidth only apply with --exit"),
+            (["--frobnicate"], "option --frobnicate not recognized"),
+        ]
+        for args, message in cases:
+            result = self.node(*args)
+            self.assert_one_line(result, 2, f"twistd tunnels: {message} (see: twistd tunnels --help)")
+            self.assertEqual(result.stdout, "", args)
+
+    def test_version(self) -> None:
+        """``twistd tunnels --version`` prints txtunnels' version on stdout and exits 0."""
+        from tunnels.version import VERSION
+        result = self.node("--version")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertTrue(result.stdout.startswith(f"txtunnels {VERSION} (Twisted "), result.stdout)
+
+    def test_failure_after_start(self) -> None:
+        """A node whose start fails after the reactor runs still exits 1 with one line (the atexit path)."""
+        tac = os.path.join(self.dir, "broken.tac")
+        with open(tac, "w") as f:
+            f.write(BROKEN_NODE_TAC)
+        result = twistd_separate(["--reactor=asyncio", "-n", "--pidfile=", "-y", tac], self.dir)
+        self.assertEqual((result.returncode, result.stderr),
+                         (1, "txtunnels: the node failed to start: RuntimeError: a bug while starting "
+                             "(traceback in the log)\n"), result.stdout[-3000:])
+        self.assertIn("Server Shut Down.", result.stdout)
+
+
+BROKEN_NODE_TAC = """
+from twisted.application import service
+from twisted.internet import reactor
+from twisted.internet.defer import fail
+
+from tunnels.daemon import service as node_service
+from tunnels.daemon.process import ExitStatus, NodeRoot
+from tunnels.node import new_key_bin
+from tunnels.settings import TunnelSettings
+
+node_service.start_node = lambda *args, **kwargs: fail(RuntimeError("a bug while starting"))
+node = node_service.TunnelService(reactor, host="127.0.0.1", port=0, settings=TunnelSettings(), key_bin=new_key_bin(),
+                                  testnet=True, status_interval=0)
+status = ExitStatus()
+status.arm()
+application = service.Application("broken")
+NodeRoot(reactor, node, status).setServiceParent(application)
+"""
+"""A .tac whose node fails to start once the reactor runs (as a bug in IPv8 start-up would)."""

@@ -197,7 +197,7 @@ def _sections(s: dict[str, Any]) -> str:
         figures = {**section.get("gauges", {}), **section.get("counters", {})}
         out.append(_table(["", ""], [[k.replace("_", " "), v] for k, v in figures.items()], {1}))
         if section.get("drops") is not None:
-            out.append(f'<table>{_reason_rows(section["drops"])}</table>')
+            out.append(f'<p>Dropped, by reason:</p><table>{_reason_rows(section["drops"])}</table>')
         rows = section.get("rows") or []
         if rows:
             columns = list(rows[0])

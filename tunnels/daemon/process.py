@@ -138,7 +138,7 @@ class NodeRoot(MultiService):
             raise StartupError(reason)
         self.failed = True
         self.exit_status.fail(reason)
-        self.reactor.callWhenRunning(self.reactor.stop)
+        self._stop_reactor()
 
     def _failed_later(self, failure: Failure) -> None:
         from .service import ServiceStopped
@@ -147,5 +147,11 @@ class NodeRoot(MultiService):
         reason = failure.getErrorMessage() if failure.check(StartupError) else \
             f"the node failed to start: {one_line(failure)} (traceback in the log)"
         self.exit_status.fail(reason)
+        self._stop_reactor()
+
+    def _stop_reactor(self) -> None:
+        """Stop the reactor now, or as soon as it runs (a failure may come before ``reactor.run``)."""
         if self.reactor.running:
             self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher
@@ -69,7 +69,7 @@ class TunnelService(MultiService):
         self.endpoint: TwistedUDPEndpoint | None = None
         self.node: TunnelNode | None = None
         self.started_at: float | None = None
-        self.failure: str | None = None
+        self.failure: Failure | None = None
         """Why the node could not start, once it could not."""
         self.sections: dict[str, SectionSource] = {}
         self._starting: Deferred[Any] | None = None
@@ -153,16 +153,19 @@ class TunnelService(MultiService):
 
     def _start_failed(self, failure: Failure) -> None:
         if not failure.check(ServiceStopped):
-            self.failure = failure.getErrorMessage()
+            self.failure = failure
             self.log.failure("txtunnels node failed to start", failure, level=LogLevel.critical)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(failure)
 
     def when_running(self) -> Deferred[TunnelNode]:
-        """A Deferred that fires with the node once it has started (at once if it has)."""
+        """A Deferred that fires with the node once it has started (at once if it has), or fails
+        with the reason it could not start."""
         if self.node is not None:
             return succeed(self.node)
+        if self.failure is not None:
+            return fail(self.failure)
         d: Deferred[TunnelNode] = Deferred()
         self._waiters.append(d)
         return d
@@ -202,7 +205,7 @@ class TunnelService(MultiService):
         """The node's status (:func:`tunnels.daemon.status.node_status`), None while it starts, or
         ``{"state": "failed", "error": reason}`` when it could not start."""
         if self.node is None:
-            return None if self.failure is None else {"state": "failed", "error": self.failure}
+            return None if self.failure is None else {"state": "failed", "error": self.failure.getErrorMessage()}
         now = self.reactor.seconds()
         status = node_status(self.node, now, started=self.started_at if self.started_at is not None else now)
         status["sections"] = {name: source() for name, source in sorted(self.sections.items())}
