@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, readBody
 
 from tunnels.node import new_key_bin, start_node
 from tunnels.runtime import as_future
@@ -21,8 +21,8 @@ from .util import async_test, wait_for
 
 async def get_json(port: int) -> tuple[int, dict[str, Any]]:
     """GET http://127.0.0.1:port/ and decode the JSON body."""
-    response = await as_future(Agent(reactor).request(b"GET", b"http://127.0.0.1:%d/" % port))
-    body = await as_future(readBody(response))
+    response = await as_future(treq.get(b"http://127.0.0.1:%d/" % port, persistent=False))
+    body = await as_future(treq.content(response))
     assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
     return response.code, json.loads(body)
 

@@ -37,9 +37,12 @@ async def main(reactor: Any) -> None:
     # testnet=True lets hops and exits use loopback addresses: local networks only.
     exit_node: TunnelNode = await start_node(reactor, "127.0.0.1", 0, testnet=True,
                                              settings=TunnelSettings(become_exitnode=True))
+    print(f"exit listening on {exit_node.address[0]}:{exit_node.address[1]}")
     relay = await start_node(reactor, "127.0.0.1", 0, testnet=True, bootstrap=[exit_node.address])
+    print(f"relay listening on {relay.address[0]}:{relay.address[1]}")
     client = await start_node(reactor, "127.0.0.1", 0, testnet=True, bootstrap=[exit_node.address],
                               settings=TunnelSettings(min_circuits=1, max_circuits=2))
+    print(f"client listening on {client.address[0]}:{client.address[1]}; building circuits ...")
     community = client.community
 
     replies: list[bytes] = []

@@ -28,7 +28,8 @@ async def main(reactor: Any) -> None:
     # own DHT node and MainlineDHTProvider as community.dht_provider.
     net = LocalNetwork(reactor, relays=5, exits=2, clients=2, community_class=HiddenTunnelCommunity,
                        dht="mainline", lookup_interval=1.0)
-    await net.start()
+    print("starting a local network with a mainline DHT on 127.0.0.1 ...")
+    await net.start(progress=lambda line: print("  " + line))
     alice, bob = (node.community for node in net.clients)
     inbox: dict[str, list[bytes]] = {"alice": [], "bob": []}
     alice.add_data_handler(lambda circuit, peer, payload: inbox["alice"].append(payload))
@@ -41,6 +42,7 @@ async def main(reactor: Any) -> None:
         bob.register_service("my service identifier", hops=1,
                              callback=lambda peer: bob.tunnel_data(bob.active_data_circuits()[0], peer, "data",
                                                                    "hello back"))
+        print("two members register 'my service identifier' and look each other up in the DHT ...")
         await wait_until(lambda: inbox["alice"] and inbox["bob"])
         print(f"bob got {inbox['bob'][0].decode()!r}, alice got {inbox['alice'][0].decode()!r}")
     finally:

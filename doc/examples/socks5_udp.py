@@ -66,12 +66,14 @@ async def main(reactor: Any) -> None:
                                         settings=TunnelSettings(become_exitnode=i == 0, max_circuits=2))
                        for i in range(3)]
     community = nodes[-1].community
+    print(f"{len(nodes)} nodes listening on 127.0.0.1 (2 exits); building 2-hop circuits ...")
 
     server = Socks5Server(reactor, community, hops=2)      # one server per hop count
     server.start()                                         # builds 2-hop circuits
     listening = reactor.listenTCP(0, server, interface="127.0.0.1")
     socks_port = listening.getHost().port
     await wait_until(reactor, lambda: community.tunnels_ready(2) >= 1.0)
+    print(f"{len(community.active_data_circuits(2))} circuits ready; SOCKS5 on 127.0.0.1:{socks_port}")
 
     # --- what any SOCKS5 UDP client does (RFC 1928) ---
     control = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", socks_port), Control())

@@ -44,7 +44,7 @@ def node_status(node: Any, now: float, started: float | None = None) -> dict[str
     """Snapshot of ``node`` (a :class:`~tunnels.node.TunnelNode`) at time ``now`` (seconds).
 
     ``started`` is when the service started (for ``uptime``).  The keys are documented in
-    doc/operations.md; every number is an int or a float.
+    doc/user-guide.md (section 7); every number is an int or a float.
     """
     community = node.community
     circuits = community.circuits

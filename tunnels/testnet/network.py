@@ -150,6 +150,8 @@ class LocalNetwork:
                         if other is not node:
                             node.community.walk_to(other.address)
             await asyncio.sleep(0.2)
+        if progress is not None:
+            progress(f"peer discovery: all {len(self.nodes)} nodes know each other")
 
     async def stop(self) -> None:
         """Stop every node (destroying circuits) and the echo server."""
