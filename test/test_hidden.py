@@ -245,3 +245,6 @@ class MainlineDHTTests(MainlineNetworkCase):
         for m in (a, b):
             self.assertIsNotNone(m.community._dht_client)
             self.assertGreater(m.community._dht_circuit.cells_sent, 0)
+            # the first lookup starts before its circuit exists: its queries waited, none was dropped
+            self.assertGreaterEqual(m.community.stats.events["dht_lookups"], 1)
+            self.assertEqual(m.community.stats.drops["dht_query_without_circuit"], 0)

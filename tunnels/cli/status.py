@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from ..daemon.page import human_bytes
 from ..reasons import explain
 
 DEFAULT_URL = "http://127.0.0.1:8091/"
@@ -66,15 +67,6 @@ def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
     if not isinstance(status, dict) or "state" not in status:
         raise Unreachable(f"{url} did not answer with a txtunnels status")
     return status
-
-
-def human_bytes(value: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def sparkline(values: list[float], width: int = 60) -> str:

@@ -85,11 +85,12 @@ def _figure(element_id: str, label: str, value: Any) -> str:
     return f'<div class="fig"><b id="{_e(element_id)}">{_e(value)}</b>{_e(label)}</div>'
 
 
-def _reason_rows(counts: dict[str, int], namespace: str = "") -> str:
+def _reason_rows(counts: dict[str, int]) -> str:
+    """Rows of reason, count and explanation (a drop reason, or ``what:reason`` for a refusal)."""
     if not counts:
         return '<tr><td class="muted" colspan="3">none</td></tr>'
     return "".join(f'<tr><td>{_e(reason)}</td><td class="n">{_e(n)}</td>'
-                   f'<td class="muted">{_e(explain(namespace + reason))}</td></tr>'
+                   f'<td class="muted">{_e(explain(reason))}</td></tr>'
                    for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
