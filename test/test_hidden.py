@@ -4,7 +4,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from twisted.internet import reactor
+
 from tunnels.core.circuits import CircuitState
+from tunnels.daemon.metrics import families
+from tunnels.daemon.status import node_status
 from tunnels.errors import CircuitNotReady
 from tunnels.hidden.community import NoDHTProvider
 from tunnels.crypto.service_keys import ServiceKey, parse_service_id
@@ -248,3 +252,16 @@ class MainlineDHTTests(MainlineNetworkCase):
             # the first lookup starts before its circuit exists: its queries waited, none was dropped
             self.assertGreaterEqual(m.community.stats.events["dht_lookups"], 1)
             self.assertEqual(m.community.stats.drops["dht_query_without_circuit"], 0)
+        # the status of a member: its DHT node and its hidden-service session, in the JSON and the metrics
+        status = node_status(self.net.clients[0], reactor.seconds())
+        self.assertGreater(status["dht"]["routing_table_nodes"], 0)
+        self.assertGreater(status["dht"]["queries_sent"], 0)
+        self.assertEqual(status["hidden"]["services"], 1)
+        self.assertGreaterEqual(status["hidden"]["sessions_established"], 1)
+        self.assertEqual(status["hidden"]["dht_lookups"], a.community.stats.events["dht_lookups"])
+        metrics = {(f.name, tuple(sorted(s.labels.items()))): s.value for f in families(status) for s in f.samples}
+        self.assertEqual(metrics[("txtunnels_dht_routing_table_nodes", ())], status["dht"]["routing_table_nodes"])
+        self.assertEqual(metrics[("txtunnels_hs_sessions", (("state", "established"),))],
+                         status["hidden"]["sessions_established"])
+        self.assertEqual(metrics[("txtunnels_hs_dht_lookups", (("result", "started"),))],
+                         status["hidden"]["dht_lookups"])

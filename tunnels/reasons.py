@@ -73,6 +73,10 @@ DROPS: dict[str, str] = {
     "read_only": "a DHT query to a read-only node (BEP 43), which answers none",
     "rate_limited": "DHT queries from one address above its rate limit",
     "bep42_id": "a DHT node id not derived from its IP address (BEP 42), kept out of the routing table",
+    "unanswerable": "a DHT query no reply could answer within 3 times its own size (anti-amplification)",
+    "upload_limited": "a DHT reply beyond the node's upload budget",
+    "verify_limited": "an unknown DHT node not pinged back, beyond the verification budget",
+    "refused_target": "a DHT query of ours not sent: its address is on the never-query list",
     # SOCKS5 front end (UDP ASSOCIATE)
     "foreign_source": "a datagram to an association's UDP port from another program than its client",
     "malformed": "a SOCKS5 UDP datagram with a malformed header",
