@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Any
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
          "--disable-extensions", "--disable-sync", "--disable-component-update", "--remote-debugging-pipe"]
 
@@ -30,6 +30,8 @@ class Browser:
     """One headless chromium with a fresh profile and one page."""
 
     def __init__(self, timeout: float = 30.0) -> None:
+        if CHROMIUM is None:
+            raise BrowserError("Debian's chromium is not installed: apt-get install chromium (.ci/run does)")
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="txtunnels-chromium-")
         to_browser_r, self._to_browser = os.pipe()

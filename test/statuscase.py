@@ -75,7 +75,7 @@ class StatusNodeCase(TestCase):
         community.add_refusal_handler(lambda circuit, destination, reason: refusals.append(reason))
         community.tunnel_data(self.circuit, self.echo_address, "data", b"ping")
         community.tunnel_data(self.circuit, ("127.0.0.1", self.echo_address[1] + 1), "data", b"refused")
-        await wait_for(lambda: replies == [b"ping"] and len(refusals) == 1, what="the echo and the refusal")
+        await wait_for(lambda: replies == [b"ping"] and len(refusals) == 1, timeout=20, what="the echo and the refusal")
 
     @property
     def base_url(self) -> str:

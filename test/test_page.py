@@ -37,7 +37,7 @@ class BrowserTests(StatusNodeCase):
         community = self.node.community
         pool = community.settings.max_circuits        # the SOCKS5 front end keeps a full pool of 1-hop circuits
         await wait_for(lambda: len(community.circuits) == pool and all(c.ready for c in community.circuits),
-                       what="a full pool of ready circuits")
+                       timeout=30, what="a full pool of ready circuits")
         await wait_for(lambda: len(history.samples) >= 4, what="four throughput samples")
         browser: Browser = await as_future(deferToThread(Browser))
         self.addCleanup(lambda: deferToThread(browser.close))
