@@ -79,15 +79,16 @@ class Options(usage.Options):
         ["testnet", None, "Local test network: allow loopback/private addresses for hops and exits."],
     ]
     optParameters = [
-        ["host", None, "0.0.0.0", "Address the cell/IPv8 UDP socket binds to."],
+        ["host", None, "0.0.0.0", "IPv4 address the cell/IPv8 UDP socket binds to."],
         ["port", None, "8090", "UDP port for cells and IPv8 (0: any free port)."],
         ["exit-ports", None, None, "With --exit: UDP ports to allow, e.g. 53,123,4000-4010 "
                                    "(default: every port from 1024 to 65535)."],
         ["exit-bandwidth", None, None, "With --exit: bytes per second sent to the Internet (default 8 MiB)."],
         ["bootstrap-ca", None, None, "PEM file of the CA(s) to trust for --bootstrap-url "
                                      "(default: the system's trusted roots)."],
-        ["status-port", None, None, "TCP port of the JSON status endpoint (default: no endpoint)."],
-        ["status-interface", None, "127.0.0.1", "Address the status endpoint listens on."],
+        ["status-port", None, None, "TCP port of the status page, JSON (/status.json) and Prometheus metrics "
+                                    "(/metrics) (default: none)."],
+        ["status-interface", None, "127.0.0.1", "IP address the status port listens on."],
         ["status-interval", None, "60", "Seconds between status lines in the log (0: none)."],
         ["key-file", None, "./txtunnels.key", "Identity key file, created with mode 0600 if missing."],
         ["max-joined-circuits", None, str(TunnelSettings().max_joined_circuits),
