@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import StartupError
+from .service import ServiceStopped
 
 PROGRAM = "txtunnels"
 
@@ -141,7 +142,6 @@ class NodeRoot(MultiService):
         self._stop_reactor()
 
     def _failed_later(self, failure: Failure) -> None:
-        from .service import ServiceStopped
         if failure.check(ServiceStopped):
             return
         reason = failure.getErrorMessage() if failure.check(StartupError) else \

@@ -108,6 +108,7 @@ class TunnelService(MultiService):
         """
         self.bind()
         super().startService()
+        self.failure = None
         self.started_at = self.reactor.seconds()
         self._starting = self._start()
 
