@@ -5,7 +5,7 @@ import asyncio
 from typing import Any
 
 from tunnels.core.circuits import Circuit, CircuitState
-from tunnels.errors import CircuitNotReady, NoExitAvailable
+from tunnels.errors import CircuitNotReady, DatagramTooLarge, NoExitAvailable
 from tunnels.runtime import as_future
 from tunnels.settings import TunnelSettings
 from test.netcase import NetworkTestCase
@@ -91,7 +91,7 @@ class SeedApiTests(NetworkTestCase):
                             ((circuit, ("127.0.0.1", 70000), "data", b"x"), ValueError),
                             ((circuit, ("bad host!", 53), "data", b"x"), ValueError),
                             ((circuit, "127.0.0.1:53", "data", b"x"), TypeError),
-                            ((circuit, echo, "data", bytes(5000)), ValueError),
+                            ((circuit, echo, "data", bytes(65508)), DatagramTooLarge),
                             (("circuit", echo, "data", b"x"), CircuitNotReady)):
             with self.assertRaises(error, msg=repr(args[1:3])):
                 community.tunnel_data(*args)

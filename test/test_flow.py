@@ -26,6 +26,18 @@ class WindowTests(SynchronousTestCase):
         self.assertEqual(len(sent), SEND_WINDOW + SENDME_EVERY)
         self.assertEqual(sent, [i % 256 for i in range(len(sent))])
 
+    def test_a_datagram_is_queued_whole_or_not_at_all(self) -> None:
+        """offer_all takes every piece of a datagram or none: never half a datagram queued."""
+        sent: list[bytes] = []
+        flow = FlowWindow()
+        send = lambda c, d: sent.append(d)  # noqa: E731
+        self.assertTrue(flow.offer_all([(RelayCommand.DATA_FRAGMENT, b"a")] * (SEND_WINDOW + QUEUE_LIMIT - 3), send))
+        self.assertFalse(flow.offer_all([(RelayCommand.DATA_FRAGMENT, b"b")] * 4, send))
+        self.assertEqual((len(sent), len(flow.queue)), (SEND_WINDOW, QUEUE_LIMIT - 3))
+        self.assertTrue(flow.offer_all([(RelayCommand.DATA_FRAGMENT, b"c")] * 3, send))
+        self.assertEqual(len(flow.queue), QUEUE_LIMIT)
+        self.assertFalse(flow.offer_all([(RelayCommand.DATA_FRAGMENT, b"d")], send))
+
     def test_sendme_beyond_the_window_is_a_violation(self) -> None:
         """A SENDME for cells never sent is refused (the circuit must then end)."""
         self.assertFalse(FlowWindow().on_sendme(lambda c, d: None))

@@ -22,20 +22,22 @@ from twisted.logger import Logger
 
 from .exit.addresses import is_forbidden_ip, parse_destination
 from .core.circuits import Circuit, JoinedCircuit
-from .errors import CircuitBuildFailed, CircuitNotReady, NoExitAvailable
+from .errors import CircuitBuildFailed, CircuitNotReady, DatagramTooLarge, NoExitAvailable
 from .exit.sockets import ExitSocket
 from .exit.policy import DestinationGuard, ExitPolicy
 from .core.hs_relay import HiddenRelay
+from .core.ipv8_dispatch import IPv8Dispatch
 from .core.origin import DataHandler, OriginRole, PathHop
 from .core.pathsel import Candidate, PeerFlag, select_path
-from .ratelimit import TokenBucket
+from .core.reassembly import ReassemblyBuffer
+from .ratelimit import LogBudget, TokenBucket
 from .core.relay import RelayRole
 from .core.routing import LinkTable, Role
-from .settings import MAX_HOPS, TunnelSettings
+from .settings import MAX_HOPS, MAX_UDP_PAYLOAD, TunnelSettings
 from .stats import Stats
 from .core.transport import TwistedUDPEndpoint
 from .wire.cells import CELL_SIZE, CellType, TOKEN_SIZE
-from .wire.relay import MAX_MESSAGE_DATA, RelayCommand, encode_data
+from .wire.relay import MAX_ADDRESS, RelayCommand, encode_data
 
 Address = tuple[str, int]
 HIDDEN_SUFFIX = ".hidden"
@@ -78,6 +80,12 @@ class TunnelCommunity(Community):
         self.rng = random.SystemRandom()
         self.udp = _find_udp_endpoint(self.endpoint)
         self.udp.cell_handler = self.on_cell
+        self.udp.stats = self.stats
+        self.log_budget = LogBudget(self.reactor.seconds())
+        """Lines a stranger's datagrams may make us log (DESIGN.md property 15)."""
+        self.ipv8_dispatch = IPv8Dispatch(self, self.stats, self.reactor.seconds)
+        self.reassembly = ReassemblyBuffer(MAX_UDP_PAYLOAD + MAX_ADDRESS, self.stats.drop, now=self.reactor.seconds())
+        """Bounds of reassembly for every circuit and session of this node (doc/protocol.md 4.1)."""
         if self.udp.host not in ("0.0.0.0", "::") and self.udp.is_open():
             self.my_estimated_lan = (self.udp.host, self.udp.port)
             self.my_estimated_wan = (self.udp.host, self.udp.port)
@@ -87,9 +95,11 @@ class TunnelCommunity(Community):
         self.relay = RelayRole(identity=identity, node_id=self.my_peer.mid, settings=self.settings,
                                clock=self.reactor, send=self.udp.send, table=self.table, stats=self.stats,
                                find_peer=self._find_peer, extend_allowed=self._extend_allowed,
-                               open_exit=self._open_exit if self.settings.become_exitnode else None)
+                               open_exit=self._open_exit if self.settings.become_exitnode else None,
+                               reassembly=self.reassembly)
         self.origin = OriginRole(settings=self.settings, clock=self.reactor, send=self.udp.send,
-                                 table=self.table, stats=self.stats, on_closed=self._circuit_closed)
+                                 table=self.table, stats=self.stats, on_closed=self._circuit_closed,
+                                 reassembly=self.reassembly)
         self.exit_bandwidth = TokenBucket(self.settings.exit_bandwidth, self.settings.exit_bandwidth,
                                           self.reactor.seconds())
         self.dht_provider = settings.dht_provider
@@ -133,31 +143,37 @@ class TunnelCommunity(Community):
     def tunnel_data(self, circuit: Circuit, destination: Address, message_type: str, payload: str | bytes) -> None:
         """Send ``payload`` through ``circuit`` and its exit to ``destination`` (host, port).
 
-        ``message_type`` must be ``"data"``; a ``str`` payload is sent as UTF-8.  The
-        host may be an IP literal or a name the exit resolves; ``""`` means the
-        unspecified address, as in socket calls (exits refuse it).  Raises
-        :class:`CircuitNotReady`, ``TypeError`` or ``ValueError`` before any I/O.
+        ``message_type`` must be ``"data"``; a ``str`` payload is sent as UTF-8, of at most
+        ``max_datagram_size`` bytes (65,507 by default); one that does not fit in a cell
+        travels in as many cells as it needs (doc/protocol.md 4.1).  The host may be an IP
+        literal or a name the exit resolves; ``""`` means the unspecified address, as in
+        socket calls (exits refuse it).  Raises :class:`CircuitNotReady`, ``TypeError``,
+        :class:`~tunnels.errors.DatagramTooLarge` or ``ValueError`` before any I/O.
         Like a UDP socket it never blocks: beyond the circuit's flow-control window and
-        queue (:mod:`tunnels.core.flow`) a datagram is dropped and counted (``flow_queue_full``).
+        queue (:mod:`tunnels.core.flow`) a datagram is dropped whole and counted
+        (``flow_queue_full``).
         """
         if message_type != "data":
             raise ValueError(f"unknown message type {message_type!r}; only 'data' is defined")
         data = _payload_bytes(payload)
+        self.check_size(data)
         if not isinstance(destination, tuple) or len(destination) != 2:
             raise TypeError("destination must be a (host, port) tuple")
         # only exact ints hit the cache: True == 1 must still be refused as a port
         prefix = self._encoded_destinations.get(destination) if type(destination[1]) is int else None
         if prefix is None:
             prefix = self._encode_destination(destination)
-        message = prefix + data
-        if len(message) > MAX_MESSAGE_DATA:
-            raise ValueError(f"payload of {len(data)} bytes is too large for one cell "
-                             f"(at most {MAX_MESSAGE_DATA - (len(message) - len(data))} to this destination)")
         if not isinstance(circuit, Circuit) or self.origin.circuits.get(circuit.circuit_id) is not circuit:
             raise CircuitNotReady("not one of this community's circuits")
         if not circuit.ready:
             raise CircuitNotReady(f"{circuit!r} is not ready")
-        self.origin.send_data(circuit, RelayCommand.DATA, message)
+        self.origin.send_datagram(circuit, prefix + data)
+
+    def check_size(self, data: bytes) -> None:
+        """Raise :class:`DatagramTooLarge` if ``data`` exceeds ``max_datagram_size``."""
+        if len(data) > self.settings.max_datagram_size:
+            raise DatagramTooLarge(f"datagram of {len(data)} bytes exceeds max_datagram_size "
+                                   f"({self.settings.max_datagram_size} bytes)")
 
     def _encode_destination(self, destination: Address) -> bytes:
         """Validate and encode a destination once; remembered for the next datagrams to it."""
@@ -275,6 +291,7 @@ class TunnelCommunity(Community):
         """One maintenance round: limits, keep-alives, pools, bootstrap."""
         self.relay.sweep()
         self.hidden_relay.sweep()
+        self.reassembly.sweep(self.reactor.seconds())
         for circuit in self.origin.sweep():
             self.origin.send_message(circuit, RelayCommand.PING, self.rng.randbytes(8))
         self.maintain_pools()
@@ -340,7 +357,17 @@ class TunnelCommunity(Community):
                 self.stats.drop("unknown_cell_type")
         except Exception:
             self.stats.drop("internal_error")
-            self.log.failure("bug: a cell from {source} raised", source=source)
+            if self.log_budget.allow(self.reactor.seconds()):
+                self.log.failure("bug: a cell from {source} raised", source=source)
+
+    def on_packet(self, packet: Any, warn_unknown: bool = True) -> None:
+        """IPv8 packets of our overlay, dispatched without IPv8's unguarded indexing and
+        log floods (:mod:`tunnels.core.ipv8_dispatch`).  Never raises."""
+        self.ipv8_dispatch.on_packet(packet)
+
+    def on_deprecated_message(self, source_address: Any, data: bytes) -> None:
+        """IPv8 logs a warning per deprecated message; a stranger's are only counted."""
+        self.stats.drop("ipv8_deprecated_message")
 
     # --- helpers for the roles ------------------------------------------------------------
 
@@ -369,9 +396,10 @@ class TunnelCommunity(Community):
         policy = ExitPolicy(allow_ports=self.settings.exit_ports, allow_non_global=self.testnet,
                             own_addresses=frozenset() if self.testnet else frozenset({self.udp.host}) - {"0.0.0.0"})
         guard = DestinationGuard(self.settings.exit_unanswered_packets, self.settings.exit_destinations_per_circuit)
-        return ExitSocket(self.reactor, self.udp.host if self.testnet else "0.0.0.0", policy, guard,
-                          self.exit_bandwidth, self.stats,
-                          lambda source, payload: self.relay.exit_reply(circuit, source, payload))
+        interfaces = (self.udp.host, "::1") if self.testnet else ("0.0.0.0", "::")
+        return ExitSocket(self.reactor, interfaces, policy, guard, self.exit_bandwidth, self.stats,
+                          lambda source, payload: self.relay.exit_reply(circuit, source, payload),
+                          lambda destination, reason: self.relay.refuse(circuit, destination, reason))
 
     # --- peer flags in introductions ------------------------------------------------------
 

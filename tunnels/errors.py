@@ -56,3 +56,7 @@ def listen_error(protocol: str, host: str, port: int, label: str, error: BaseExc
     cause = getattr(error, "socketError", None) or error
     reason = getattr(cause, "strerror", None) or str(cause)
     return StartupError(f"cannot listen on {protocol} {host}:{port} ({label}): {reason[:1].lower()}{reason[1:]}")
+
+
+class DatagramTooLarge(ValueError):
+    """A payload exceeds ``max_datagram_size`` (raised by ``tunnel_data`` before any I/O)."""

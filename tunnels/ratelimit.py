@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Final
 
-__all__ = ["KeyedTokenBuckets", "ShareLimiter", "TokenBucket"]
+__all__ = ["KeyedTokenBuckets", "LogBudget", "ShareLimiter", "TokenBucket"]
 
 
 def _finite(name: str, value: float) -> float:
@@ -213,3 +213,30 @@ class ShareLimiter:
         else:
             self._counts[source] = held - 1
         self._total -= 1
+
+
+class LogBudget:
+    """How many log lines untrusted input may cause: ``burst`` at once, ``per_minute`` after.
+
+    Every path that a stranger's datagram can reach counts what it drops; when it also
+    logs (a handler failed in a way worth a human's look), it asks this budget first, so
+    a flood of crafted datagrams costs at most a few lines a minute (DESIGN.md property
+    15).  Lines refused are counted in :attr:`suppressed`.
+    """
+
+    __slots__ = ("_bucket", "suppressed")
+
+    def __init__(self, now: float, per_minute: float = 5.0, burst: float = 5.0) -> None:
+        """Create a full budget at ``now`` (seconds).
+
+        :raises ValueError: as :class:`TokenBucket` for bad rates.
+        """
+        self._bucket = TokenBucket(per_minute / 60.0, burst, now)
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        """Whether one more line may be logged at ``now``; counts it as suppressed if not."""
+        if self._bucket.take(now):
+            return True
+        self.suppressed += 1
+        return False

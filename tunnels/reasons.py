@@ -33,12 +33,33 @@ DROPS: dict[str, str] = {
     "unexpected_sendme": "a flow-control SENDME acknowledging more than was sent; the circuit is destroyed",
     "flow_queue_full": "data offered faster than the circuit carries it: dropped at the sender, as UDP may be",
     "internal_error": "a bug of ours while handling a cell (logged with a traceback)",
+    # datagrams larger than a cell, arriving in pieces (doc/protocol.md 4.1)
+    "malformed_fragment": "a piece of a fragmented datagram whose header does not decode",
+    "fragment_duplicate": "a piece of a datagram that already arrived; the datagram is delivered once",
+    "fragment_mismatch": "pieces of one datagram that disagree on their number; the datagram is dropped, never spliced",
+    "fragment_too_large": "a datagram whose pieces add up to more than the largest UDP datagram",
+    "reassembly_timeout": "a datagram missing a piece after 5 s (the piece was lost on the way)",
+    "reassembly_circuit_full": "a circuit's oldest partial datagram, dropped to keep its reassembly memory bounded",
+    "reassembly_node_full": "the node's oldest partial datagram, dropped to keep reassembly memory bounded",
+    "reassembly_closed": "a partial datagram of a circuit or session that ended",
+    # datagrams that are not cells (the node's UDP port)
+    "not_ours": "a datagram that is neither a cell nor an IPv8 packet of a community we run",
+    "cell_without_handler": "a cell arriving while the node was starting or stopping",
+    "listener_failed": "an IPv8 listener failed on a datagram (one line logged, within a budget)",
+    "ipv8_short": "an IPv8 packet of our overlay with nothing after its 22-byte prefix",
+    "ipv8_other_prefix": "an IPv8 packet handed to our overlay with another community's prefix",
+    "ipv8_unknown_message": "an IPv8 packet of our overlay with a message id we do not handle",
+    "ipv8_deprecated_message": "an IPv8 packet of a message type IPv8 deprecated",
+    "ipv8_malformed": "an IPv8 packet of our overlay that does not decode (one line logged, within a budget)",
     # exits
     "malformed_data": "a DATA message whose destination does not decode",
     "malformed_refusal": "an exit's refusal notice that does not decode",
     "exit_bandwidth": "the exit's bandwidth budget (--exit-bandwidth) was used up",
     "exit_send_error": "the exit's socket refused to send (the OS reported an error)",
     "exit_unsolicited": "a datagram to an exit socket from an address that circuit never contacted",
+    "exit_reply_too_large": "a reply from a destination above the exit's max_datagram_size",
+    "exit_too_large": "a datagram the exit's socket could not send whole (above the UDP maximum)",
+    "exit_no_ipv6": "an IPv6 destination at an exit whose host has no IPv6",
     # hidden services
     "introduce_rate": "introductions to an intro point above its rate limit",
     "introduce2_unknown_service": "an introduction for a service we no longer offer",
@@ -84,6 +105,8 @@ DROPS: dict[str, str] = {
     "no_circuit": "no circuit of that hop count was ready yet; retry, or wait for the pool",
     "bad_destination": "a destination the node refuses to send to (malformed, or a name it never sends)",
     "client_write": "a reply the client's UDP socket would not take",
+    "too_large": "a datagram above the node's max_datagram_size",
+    "reply_too_large": "a reply too large to wrap in the SOCKS5 header within one IPv4 datagram (over 65,497 bytes)",
     "unrouted_reply": "a reply for an association that has ended",
 }
 """Drop reason -> one-line explanation."""
@@ -103,6 +126,8 @@ REFUSALS: dict[str, str] = {
     "exit:unanswered": "a destination that never answered after a few packets (anti-reflection)",
     "exit:bandwidth": "the exit's bandwidth budget (--exit-bandwidth) was used up",
     "exit:send_failed": "the exit's socket could not send",
+    "exit:too_large": "a datagram above the exit's largest datagram (max_datagram_size)",
+    "exit:no_ipv6": "an IPv6 destination at an exit whose host has no IPv6",
     # relays refusing to join a circuit (they answer with a DESTROY)
     "create:not_a_relay": "a CREATE to a node that relays nothing (--max-joined-circuits 0)",
     "create:create_rate": "CREATEs from one address above the rate limit",

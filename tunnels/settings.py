@@ -8,6 +8,8 @@ MAX_HOPS = 5
 """Longest circuit the cell header can carry (see doc/protocol.md)."""
 
 MiB = 1024 * 1024
+MAX_UDP_PAYLOAD = 65507
+"""Largest UDP payload over IPv4 (65535 - 20 - 8): the largest datagram a circuit carries."""
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
@@ -67,6 +69,10 @@ class TunnelSettings:
     """Distinct destinations one exit circuit may use."""
     exit_bandwidth: int = 8 * MiB
     """Bytes per second an exit sends to the Internet (token bucket)."""
+    max_datagram_size: int = MAX_UDP_PAYLOAD
+    """Largest datagram payload in bytes this node sends or reassembles.  Larger ones are
+    split into as many cells as they need; ``tunnel_data`` refuses more with ``ValueError``,
+    an exit refuses more from the originator (DATA_REFUSED) and drops larger replies."""
 
     def __post_init__(self) -> None:
         _check_int("min_circuits", self.min_circuits, 0)
@@ -93,6 +99,7 @@ class TunnelSettings:
         _check_int("exit_unanswered_packets", self.exit_unanswered_packets, 1)
         _check_int("exit_destinations_per_circuit", self.exit_destinations_per_circuit, 1)
         _check_int("exit_bandwidth", self.exit_bandwidth, 1)
+        _check_int("max_datagram_size", self.max_datagram_size, 1, MAX_UDP_PAYLOAD)
 
     @classmethod
     def field_names(cls) -> frozenset[str]:

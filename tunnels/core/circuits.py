@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..crypto.onion import MAX_SEQ, HopKeys, new_counter
 from ..crypto.replay import ReplayWindow
-from ..wire.cells import relay_prefix
+from ..wire.cells import CELL_SIZE, relay_prefix
+from ..wire.fragments import ID_SPACE, new_datagram_id
 from .flow import FlowWindow
-from ..wire.cells import CELL_SIZE
+from .reassembly import Reassembly
 
 if TYPE_CHECKING:
     from ..crypto.ntor import ClientState
@@ -82,6 +83,10 @@ class Circuit:
         self.data_sink: Any = None
         """If set, ``data_sink(source, payload)`` receives this circuit's DATA instead of the handlers."""
         self.flow = FlowWindow()
+        self.datagram_id = new_datagram_id()
+        """Id of the last fragmented datagram we sent (doc/protocol.md 4.1)."""
+        self.reassembly: Reassembly | None = None
+        """Replies arriving in pieces (created on the first piece)."""
 
     @property
     def first_hop(self) -> Address:
@@ -105,6 +110,11 @@ class Circuit:
             hop.fwd_seq += 1
             seqs.append(hop.fwd_seq)
         return seqs
+
+    def next_datagram_id(self) -> int:
+        """Claim the id of the next fragmented datagram we send."""
+        self.datagram_id = (self.datagram_id + 1) % ID_SPACE
+        return self.datagram_id
 
     def counters_exhausted(self) -> bool:
         """Whether any forward counter is about to wrap (the circuit must end first)."""
@@ -169,7 +179,7 @@ class JoinedCircuit:
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
                  "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells_forward",
                  "cells_backward", "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
-                 "next_prefix")
+                 "next_prefix", "datagram_id", "reassembly")
 
     def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, material: bytes, now: float) -> None:
         self.prev_address = prev_address
@@ -198,6 +208,15 @@ class JoinedCircuit:
         self.prev_prefix = relay_prefix(prev_id)
         """Link header of RELAY cells towards the previous hop (precomputed: the per-cell path)."""
         self.next_prefix = b""
+        self.datagram_id = new_datagram_id()
+        """Id of the last fragmented datagram we sent back (doc/protocol.md 4.1)."""
+        self.reassembly: Reassembly | None = None
+        """Forward data arriving in pieces (created on the first piece)."""
+
+    def next_datagram_id(self) -> int:
+        """Claim the id of the next fragmented datagram we send back."""
+        self.datagram_id = (self.datagram_id + 1) % ID_SPACE
+        return self.datagram_id
 
     @property
     def cells(self) -> int:

@@ -44,6 +44,21 @@ class FlowWindow:
         self.queue.append(message)
         return True
 
+    def offer_all(self, messages: list[Message], send: Callable[[int, bytes], None]) -> bool:
+        """Send or queue every message of ``messages``, or none of them (False: dropped).
+
+        The pieces of one fragmented datagram are offered together and accepted whole or
+        not at all: half a datagram queued would only cost cells and be thrown away by
+        the receiver's reassembly.  Rewrites of this class must keep that rule.
+        """
+        queued = len(self.queue) if self.queue else 0
+        room = QUEUE_LIMIT - queued + (self.window if not queued else 0)
+        if len(messages) > room:
+            return False
+        for message in messages:
+            self.offer(message, send)
+        return True
+
     def on_sendme(self, send: Callable[[int, bytes], None]) -> bool:
         """Open the window; False if the peer acknowledged more than we sent (violation)."""
         self.window += SENDME_EVERY

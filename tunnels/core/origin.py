@@ -13,6 +13,7 @@ from .circuits import Circuit, CircuitState, Hop
 from ..crypto import ntor
 from ..crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
 from ..errors import CircuitBuildFailed, DecodeError, HandshakeError
+from .reassembly import ReassemblyBuffer
 from .routing import LinkTable, Role
 from ..settings import TunnelSettings
 from ..stats import Stats
@@ -43,8 +44,10 @@ class OriginRole:
     log = Logger()
 
     def __init__(self, *, settings: TunnelSettings, clock: Any, send: Callable[[Address, bytes], None],
-                 table: LinkTable, stats: Stats, on_closed: Callable[[Circuit], None]) -> None:
+                 table: LinkTable, stats: Stats, on_closed: Callable[[Circuit], None],
+                 reassembly: ReassemblyBuffer) -> None:
         self.settings = settings
+        self.reassembly = reassembly
         self.clock = clock
         self.send = send
         self.table = table
@@ -127,6 +130,19 @@ class OriginRole:
         self.stats.drop("flow_queue_full")
         return False
 
+    def send_all(self, circuit: Circuit, messages: list[tuple[int, bytes]]) -> bool:
+        """Send the cells of one datagram within the flow-control window, all or none
+        (False: dropped and counted, the queue had no room for every piece)."""
+        if circuit.flow.offer_all(messages, partial(self.send_message, circuit)):
+            return True
+        self.stats.drop("flow_queue_full")
+        return False
+
+    def send_datagram(self, circuit: Circuit, message: bytes) -> bool:
+        """Send a DATA message (``destination | payload``) of any size: whole in one cell when
+        it fits, else as DATA_FRAGMENT pieces (doc/protocol.md 4.1).  False if dropped."""
+        return self.send_all(circuit, msg.datagram_messages(message, circuit.next_datagram_id()))
+
     # --- receiving ----------------------------------------------------------------------
 
     def on_relay(self, circuit: Circuit, cell: bytes) -> None:
@@ -161,22 +177,12 @@ class OriginRole:
         extra = self.message_handlers.get(command)
         if extra is not None and circuit.ready:
             extra(circuit, data)
-        elif command == RelayCommand.DATA and circuit.ready and circuit.data_sink is not None:
-            try:
-                source, payload = msg.decode_data(data)
-            except DecodeError:
-                self.stats.drop("malformed_data")
-                return
-            circuit.data_sink(source, payload)
         elif command == RelayCommand.DATA and circuit.ready:
-            try:
-                source, payload = msg.decode_data(data)
-            except DecodeError:
-                self.stats.drop("malformed_data")
-                return
-            self.stats.note("data_received")
-            for handler in list(self.data_handlers):
-                _call_isolated(self.log, handler, circuit, source, payload)
+            self._on_data(circuit, data)
+        elif command == RelayCommand.DATA_FRAGMENT and circuit.ready:
+            whole = self.reassembly.add_encoded(circuit, data)
+            if whole is not None:
+                self._on_data(circuit, whole)
         elif command == RelayCommand.PONG:
             pass
         elif command == RelayCommand.SENDME and circuit.ready:
@@ -207,6 +213,20 @@ class OriginRole:
         else:
             self.stats.drop("unexpected_command")
 
+    def _on_data(self, circuit: Circuit, data: bytes) -> None:
+        """A whole DATA message from the exit: to the circuit's sink or the data handlers."""
+        try:
+            source, payload = msg.decode_data(data)
+        except DecodeError:
+            self.stats.drop("malformed_data")
+            return
+        if circuit.data_sink is not None:
+            circuit.data_sink(source, payload)
+            return
+        self.stats.note("data_received")
+        for handler in list(self.data_handlers):
+            _call_isolated(self.log, handler, circuit, source, payload)
+
     # --- teardown -----------------------------------------------------------------------
 
     def close(self, circuit: Circuit, reason: str, notify: bool = True) -> None:
@@ -223,6 +243,8 @@ class OriginRole:
                 self.unresponsive.pop(next(iter(self.unresponsive)))
         self.circuits.pop(circuit.circuit_id, None)
         self.table.remove(circuit.first_hop, circuit.circuit_id)
+        if circuit.reassembly is not None:
+            circuit.reassembly.clear()
         if notify:
             self.send(circuit.first_hop, frame(CellType.DESTROY, circuit.circuit_id, circuit.token))
         self.stats.note(f"circuits_closed_{reason}")

@@ -20,6 +20,7 @@ from ..crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backwar
 from ..errors import DecodeError, HandshakeError
 from ..exit.policy import refusal_kind
 from ..ratelimit import KeyedTokenBuckets, ShareLimiter
+from .reassembly import ReassemblyBuffer
 from .routing import LinkTable, Role
 from ..wire import relay as msg
 from ..wire.cells import TOKEN_SIZE, CellType, Create, Created, frame, relay_prefix
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ..stats import Stats
 
 Address = tuple[str, int]
+NOT_AN_EXIT = "not an exit"
+DATAGRAM_TOO_LARGE = "datagram too large"
 
 class RelayRole:
     """Circuits we carry for others: CREATE, forwarding both ways, EXTEND, exit, teardown."""
@@ -42,8 +45,9 @@ class RelayRole:
                  clock: Any, send: Callable[[Address, bytes], None], table: LinkTable, stats: Stats,
                  find_peer: Callable[[Address], tuple[bytes, bytes] | None],
                  extend_allowed: Callable[[Address], str | None],
-                 open_exit: Callable[[JoinedCircuit], Any] | None) -> None:
+                 open_exit: Callable[[JoinedCircuit], Any] | None, reassembly: ReassemblyBuffer) -> None:
         self.identity = identity
+        self.reassembly = reassembly
         self.node_id = node_id
         self.onion_key = identity.public_key().public_bytes_raw()
         self.settings = settings
@@ -138,6 +142,13 @@ class RelayRole:
         if not circuit.flow.offer((command, data), partial(self.reply, circuit)):
             self.stats.drop("flow_queue_full")
 
+    def reply_datagram(self, circuit: JoinedCircuit, message: bytes) -> None:
+        """Send a DATA message (``source | payload``) of any size to the originator: whole in
+        one cell when it fits, else as DATA_FRAGMENT pieces offered to flow control together."""
+        messages = msg.datagram_messages(message, circuit.next_datagram_id())
+        if not circuit.flow.offer_all(messages, partial(self.reply, circuit)):
+            self.stats.drop("flow_queue_full")
+
     def at_end(self, circuit: JoinedCircuit, body: bytes) -> None:
         """Act on a relay message addressed to us as the circuit's last hop."""
         try:
@@ -149,6 +160,8 @@ class RelayRole:
             self.reply(circuit, RelayCommand.SENDME, b"")
         if command == RelayCommand.DATA:
             self.exit_data(circuit, data)
+        elif command == RelayCommand.DATA_FRAGMENT:
+            self.exit_fragment(circuit, data)
         elif command == RelayCommand.PING:
             self.reply(circuit, RelayCommand.PONG, data[:8])
         elif command == RelayCommand.EXTEND:
@@ -221,23 +234,40 @@ class RelayRole:
             return
         if self.open_exit is None:
             self.stats.note("exit_refused_not_exit")
-            self._refuse(circuit, destination, "not an exit")
+            self.refuse(circuit, destination, NOT_AN_EXIT)
+            return
+        if len(payload) > self.settings.max_datagram_size:
+            self.stats.note("exit_refused_too_large")
+            self.refuse(circuit, destination, DATAGRAM_TOO_LARGE)
             return
         if circuit.exit is None:
             circuit.exit = self.open_exit(circuit)
         refusal = circuit.exit.send(destination, payload)
         if refusal is not None:
             self.stats.note(f"exit_refused_{refusal_kind(refusal)}")
-            self._refuse(circuit, destination, refusal)
+            self.refuse(circuit, destination, refusal)
 
-    def _refuse(self, circuit: JoinedCircuit, destination: Address, reason: str) -> None:
+    def exit_fragment(self, circuit: JoinedCircuit, data: bytes) -> None:
+        """One piece of a datagram for the Internet: exit it once all its pieces are here."""
+        whole = self.reassembly.add_encoded(circuit, data)
+        if whole is not None:
+            self.exit_data(circuit, whole)
+
+    def refuse(self, circuit: JoinedCircuit, destination: Address, reason: str) -> None:
+        """Tell the originator why its datagram to ``destination`` did not leave (DATA_REFUSED)."""
+        if circuit not in self.joined:
+            return
         self.reply(circuit, RelayCommand.DATA_REFUSED,
                    msg.encode_address(*destination) + reason.encode("ascii", "replace")[:200])
 
     def exit_reply(self, circuit: JoinedCircuit, source: Address, payload: bytes) -> None:
         """A destination answered through our exit socket: send it to the originator."""
-        if circuit in self.joined:
-            self.reply_data(circuit, RelayCommand.DATA, msg.encode_data(source, payload))
+        if circuit not in self.joined:
+            return
+        if len(payload) > self.settings.max_datagram_size:
+            self.stats.drop("exit_reply_too_large")
+            return
+        self.reply_datagram(circuit, msg.encode_data(source, payload))
 
     # --- teardown and limits ------------------------------------------------------------
 
@@ -271,6 +301,8 @@ class RelayRole:
         if circuit.exit is not None:
             circuit.exit.close()
             circuit.exit = None
+        if circuit.reassembly is not None:
+            circuit.reassembly.clear()
         self.stats.note(f"joined_closed_{reason}")
 
     def sweep(self) -> None:

@@ -2,7 +2,11 @@
 """The IPv8 endpoint on a Twisted UDP port, with the cell fast path.
 
 Cells (first byte :data:`~tunnels.wire.cells.CELL_MARK`) go straight to the
-registered cell handler; everything else goes to IPv8's listeners as usual.
+registered cell handler; datagrams with the prefix of a community we run go to
+IPv8's listeners; every other datagram is counted (``not_ours``), never silently
+lost.  Nothing a datagram holds can raise into the reactor: a listener that fails
+is counted (``listener_failed``) and logged within a :class:`LogBudget`.  The port
+reads whole datagrams (Twisted's default would cut them at 8,192 bytes).
 An endpoint bound to a loopback address never sends to any other address (local
 test networks stay on the machine even when IPv8 learns other addresses).
 """
@@ -20,11 +24,14 @@ from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from ..ratelimit import LogBudget
+from ..stats import Stats
 from ..wire.cells import CELL_MARK
 
 Address = tuple[str, int]
 RECEIVE_BUFFER = 870400
-MAX_DATAGRAM = 65507
+MAX_READ = 65535
+"""Bytes one read may return: any UDP datagram, whole."""
 
 
 class _Protocol(DatagramProtocol):
@@ -53,22 +60,37 @@ class TwistedUDPEndpoint(Endpoint):
         self.send_errors = 0
         self.refused_off_loopback = 0
         self.loopback_only = _is_loopback(host)
+        self.stats = Stats()
+        """Where datagrams that reach no handler are counted (the community shares its own)."""
+        self.log_budget = LogBudget(reactor.seconds())
 
     def datagram_received(self, datagram: bytes, addr: Address) -> None:
-        """Route one datagram: cells to the fast path, the rest to IPv8."""
+        """Route one datagram: cells to the fast path, our communities' packets to IPv8,
+        anything else counted.  Never raises."""
         self.bytes_down += len(datagram)
         if datagram and datagram[0] == CELL_MARK:
             handler = self.cell_handler
             if handler is not None:
                 handler(addr, datagram)
+            else:
+                self.stats.drop("cell_without_handler")
             return
-        self.notify_listeners((UDPv4Address(addr[0], addr[1]), datagram))
+        if datagram[:self.prefixlen] not in self._prefix_map and not self._listeners:
+            self.stats.drop("not_ours")
+            return
+        try:
+            self.notify_listeners((UDPv4Address(addr[0], addr[1]), datagram))
+        except Exception as error:
+            self.stats.drop("listener_failed")
+            if self.log_budget.allow(self.reactor.seconds()):
+                self.log.warn("an IPv8 listener failed on a datagram: {error!r}", error=error)
 
     def send(self, socket_address: Address, packet: bytes) -> None:
-        """Send a datagram; failures (full buffers, bad address) are counted, not raised."""
+        """Send a datagram; failures (closed, full buffers, bad address) are counted, not raised."""
         write = self._write
         if write is None:
-            raise EndpointClosedException(self)
+            self.send_errors += 1
+            return
         if self.loopback_only and not _is_loopback(socket_address[0]):
             self.refused_off_loopback += 1
             return
@@ -103,7 +125,7 @@ class TwistedUDPEndpoint(Endpoint):
         if self._port is not None:
             return
         self._port = self.reactor.listenUDP(self.port, _Protocol(self), interface=self.host,
-                                            maxPacketSize=MAX_DATAGRAM)
+                                            maxPacketSize=MAX_READ)
         self.port = self._port.getHost().port
         self._write = self._port.write
         try:

@@ -236,6 +236,8 @@ _REFUSAL_KINDS: Final = {
     "destination never answered": "unanswered",
     "exit bandwidth exhausted": "bandwidth",
     "send failed": "send_failed",
+    "datagram too large": "too_large",
+    "no IPv6 at this exit": "no_ipv6",
 }
 
 

@@ -23,8 +23,7 @@ from ..crypto.service_keys import ServiceKey, parse_service_id
 from ..errors import CircuitNotReady, TunnelError
 from ..settings import MAX_HOPS
 from ..wire.hidden import IntroReply
-from ..wire.relay import MAX_MESSAGE_DATA, RelayCommand
-from .e2e import OVERHEAD
+from ..wire.relay import RelayCommand
 from .introduction import IntroductionMixin
 from .sessions import SessionMixin
 from .state import Address, PeerCallback, PendingIntroduction, Registration, Session
@@ -125,11 +124,11 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"payload must be str or bytes, got {type(payload).__name__}")
-        if len(data) > MAX_MESSAGE_DATA - OVERHEAD:
-            raise ValueError(f"payload too large for one cell (at most {MAX_MESSAGE_DATA - OVERHEAD} bytes to a peer)")
+        self.check_size(data)
         if not session.established or session.circuit is None or not session.circuit.ready:
             raise CircuitNotReady("the connection to this peer is not established")
-        self.origin.send_data(session.circuit, RelayCommand.E2E, session.e2e.seal(bytes(data)))
+        sealed = session.e2e.seal_datagram(bytes(data), session.next_datagram_id())
+        self.origin.send_all(session.circuit, [(RelayCommand.E2E, message) for message in sealed])
 
     # --- maintenance ----------------------------------------------------------------------
 

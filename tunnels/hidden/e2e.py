@@ -4,6 +4,10 @@
 Each direction has its own AES-256-GCM key; the nonce is the sender's 64-bit counter
 (random start) sent in clear, checked against a replay window by the receiver.  The
 rendezvous point relays the sealed bytes and can neither read nor alter them.
+
+A datagram travels as one or more pieces (:mod:`tunnels.wire.fragments`), each sealed on
+its own and padded to :data:`PLAINTEXT` bytes first: every E2E message the rendezvous point
+relays has the same length, so it learns the number of cells and nothing else.
 """
 from __future__ import annotations
 
@@ -13,8 +17,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..crypto.onion import MAX_SEQ, IntegrityError, ReplayError, new_counter
 from ..crypto.replay import ReplayWindow
 from ..errors import DecodeError
+from ..wire.fragments import LENGTH_PREFIX, PIECE_HEADER, Piece, decode_piece, pad, split, unpad
+from ..wire.relay import MAX_MESSAGE_DATA
 
 OVERHEAD = 8 + 16
+"""Bytes sealing adds: the sequence number (8) and the GCM tag (16)."""
+PLAINTEXT = MAX_MESSAGE_DATA - OVERHEAD
+"""Size of every sealed plaintext (a padded piece): one E2E message fills one cell."""
+CHUNK = PLAINTEXT - LENGTH_PREFIX - PIECE_HEADER
+"""Datagram bytes one E2E cell carries."""
 
 
 def _nonce(seq8: bytes) -> bytes:
@@ -38,6 +49,14 @@ class E2ESession:
             raise IntegrityError("end-to-end counter exhausted")
         seq8 = self.send_seq.to_bytes(8, "big")
         return seq8 + self.send_aead.encrypt(_nonce(seq8), payload, None)
+
+    def seal_datagram(self, payload: bytes, datagram_id: int) -> list[bytes]:
+        """Seal ``payload`` as padded pieces of :data:`CHUNK` bytes, one per E2E message."""
+        return [self.seal(pad(piece, PLAINTEXT)) for piece in split(payload, datagram_id, CHUNK)]
+
+    def open_piece(self, sealed: bytes) -> Piece:
+        """Open one E2E message into its piece; raises as :meth:`open`, or ``DecodeError``."""
+        return decode_piece(unpad(self.open(sealed)))
 
     def open(self, sealed: bytes) -> bytes:
         """Decrypt a message from the peer; raises on replay, forgery or truncation."""

@@ -101,9 +101,12 @@ class SessionMixin(_Base):
             self.stats.drop("e2e_without_session")
             return
         try:
-            payload = session.e2e.open(data)
+            piece = session.e2e.open_piece(data)
         except (ReplayError, IntegrityError, DecodeError):
             self.stats.drop("e2e_rejected")
+            return
+        payload = self.reassembly.add(session, piece)
+        if payload is None:
             return
         self.stats.note("data_received")
         for handler in list(self.origin.data_handlers):
@@ -144,3 +147,5 @@ class SessionMixin(_Base):
             self.sessions_by_circuit.pop(session.circuit, None)
         self._pending_replies.pop(session, None)
         session.established = False
+        if session.reassembly is not None:
+            session.reassembly.clear()

@@ -10,7 +10,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..core.circuits import Circuit
+from ..core.reassembly import Reassembly
 from ..crypto.service_keys import ServiceId, ServiceKey, member_id
+from ..wire.fragments import ID_SPACE, new_datagram_id
 from .e2e import E2ESession
 
 Address = tuple[str, int]
@@ -36,6 +38,15 @@ class Session:
     attempt: int = 1
     circuit: Circuit | None = None
     established: bool = False
+    datagram_id: int = field(default_factory=new_datagram_id)
+    """Id of the last datagram we sent the peer (doc/protocol.md 4.1)."""
+    reassembly: Reassembly | None = None
+    """The peer's datagrams arriving in pieces (created on the first piece)."""
+
+    def next_datagram_id(self) -> int:
+        """Claim the id of the next datagram we send the peer."""
+        self.datagram_id = (self.datagram_id + 1) % ID_SPACE
+        return self.datagram_id
 
 
 @dataclass(eq=False)

@@ -18,7 +18,10 @@ Security rules, and why:
   receive the replies of, someone else's association.
 - The association and its port end when the control connection closes (RFC 1928).
 - Fragmented datagrams (FRAG != 0) are dropped: reassembly buys nothing here and
-  is a classic source of bugs.
+  is a classic source of bugs.  Whole datagrams of any size go through (circuits
+  split and reassemble them); the RFC header costs 10 bytes or more of the 65,507 an
+  IPv4 datagram holds, so the largest payload is 65,497 bytes to an IPv4 destination,
+  and a larger reply is counted (``dropped_reply_too_large``), never sent cut.
 - Domain names (ATYP 3) are passed to ``tunnel_data`` unchanged and resolved by the
   exit (or, for hidden services, never resolved at all): resolving them here would
   leak every name the application uses to the local resolver.
@@ -32,11 +35,13 @@ import os
 from collections import Counter, OrderedDict
 from typing import Any
 
+from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..errors import CircuitNotReady
+from ..errors import CircuitNotReady, DatagramTooLarge
+from ..settings import MAX_UDP_PAYLOAD
 from .codec import (NO_ACCEPTABLE_METHODS, NO_AUTH, VERSION, Command, Reply, Request, Socks5Error, encode_reply,
                     encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
 
@@ -95,6 +100,9 @@ class UdpAssociation(DatagramProtocol):
             stats["dropped_no_circuit"] += 1
             self.flows.pop(destination, None)
             return
+        except DatagramTooLarge:
+            stats["dropped_too_large"] += 1
+            return
         except (TypeError, ValueError):
             stats["dropped_bad_destination"] += 1
             return
@@ -124,10 +132,14 @@ class UdpAssociation(DatagramProtocol):
         """Send a reply from ``source`` to the client, wrapped in the RFC header."""
         if self.transport is None or self.client_port is None:
             return
+        wrapped = encode_udp_datagram(source[0], source[1], payload)
+        if len(wrapped) > MAX_UDP_PAYLOAD:
+            # the RFC 1928 header does not fit around a reply this large in one IPv4 datagram
+            self.server.stats["dropped_reply_too_large"] += 1
+            return
         try:
-            self.transport.write(encode_udp_datagram(source[0], source[1], payload),
-                                 (self.client_host, self.client_port))
-        except (OSError, ValueError):
+            self.transport.write(wrapped, (self.client_host, self.client_port))
+        except (OSError, ValueError, MessageLengthError):
             self.server.stats["dropped_client_write"] += 1
             return
         self.server.stats["delivered"] += 1
@@ -201,7 +213,7 @@ class Socks5Protocol(Protocol):
         try:
             # A full-size buffer: Twisted's default (8192) would silently truncate larger datagrams.
             association.port = self.server.reactor.listenUDP(0, association, interface=self.server.interface,
-                                                             maxPacketSize=65536)
+                                                             maxPacketSize=65535)
         except Exception:
             self.transport.write(encode_reply(Reply.GENERAL_FAILURE))
             self._close()

@@ -108,7 +108,7 @@ class LocalNetwork:
         ``progress(line)``, if given, hears each step (DHT up, nodes started, peers found).
         """
         say = progress or (lambda line: None)
-        self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST)
+        self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST, maxPacketSize=65535)
         relays, exits, clients = self.counts
         total = relays + exits + clients
         try:

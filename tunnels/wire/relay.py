@@ -17,9 +17,15 @@ from enum import IntEnum
 
 from ..errors import DecodeError
 from .cells import BODY_SIZE, ID_SIZE, KEY_SIZE, TOKEN_SIZE
+from .fragments import PIECE_HEADER, pieces_needed, split
 
 MESSAGE_HEADER = 3
 MAX_MESSAGE_DATA = BODY_SIZE - MESSAGE_HEADER
+"""Bytes of data one relay message (one cell) carries."""
+DATA_CHUNK = MAX_MESSAGE_DATA - PIECE_HEADER
+"""Bytes of a DATA message one DATA_FRAGMENT cell carries (:mod:`tunnels.wire.fragments`)."""
+MAX_ADDRESS = 1 + 1 + 253 + 2
+"""Longest encoded address: a 253-byte hostname."""
 
 
 class RelayCommand(IntEnum):
@@ -44,17 +50,20 @@ class RelayCommand(IntEnum):
     JOINED = 17                  # rendezvous point -> both
     E2E = 18                     # both ways: end-to-end sealed data through a rendezvous point
     SENDME = 19                  # both ways: the receiver consumed SENDME_EVERY data cells
+    DATA_FRAGMENT = 20           # both ways: one piece of a DATA message too large for one cell
 
 
-FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.PING, RelayCommand.SENDME,
+FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.DATA_FRAGMENT,
+                              RelayCommand.PING, RelayCommand.SENDME,
                               RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                               RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED, RelayCommand.DATA,
+                               RelayCommand.DATA_FRAGMENT,
                                RelayCommand.DATA_REFUSED, RelayCommand.PONG, RelayCommand.INTRO_ESTABLISHED,
                                RelayCommand.INTRODUCE_ACK, RelayCommand.INTRODUCE2,
                                RelayCommand.RENDEZVOUS_ESTABLISHED, RelayCommand.JOINED, RelayCommand.E2E,
                                RelayCommand.SENDME})
-WINDOWED = frozenset({RelayCommand.DATA, RelayCommand.E2E})
+WINDOWED = frozenset({RelayCommand.DATA, RelayCommand.DATA_FRAGMENT, RelayCommand.E2E})
 """Commands that count against a circuit's flow-control window (see :mod:`tunnels.core.flow`)."""
 HIDDEN_FORWARD = frozenset({RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                             RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
@@ -76,6 +85,20 @@ def decode_message(body: bytes) -> tuple[int, bytes]:
     if length > len(body) - MESSAGE_HEADER:
         raise DecodeError("relay message length exceeds the body")
     return body[0], bytes(body[MESSAGE_HEADER:MESSAGE_HEADER + length])
+
+
+def data_cells(message_length: int) -> int:
+    """Cells a DATA message of ``message_length`` bytes (address and payload) takes: whole in one
+    DATA cell if it fits, else DATA_FRAGMENT pieces of :data:`DATA_CHUNK` bytes."""
+    return 1 if message_length <= MAX_MESSAGE_DATA else pieces_needed(message_length, DATA_CHUNK)
+
+
+def datagram_messages(message: bytes, datagram_id: int) -> list[tuple[int, bytes]]:
+    """The relay messages carrying one DATA message (``address | payload``): one DATA if it fits
+    in a cell, else DATA_FRAGMENT pieces of datagram ``datagram_id`` (doc/protocol.md 4.1)."""
+    if len(message) <= MAX_MESSAGE_DATA:
+        return [(RelayCommand.DATA, message)]
+    return [(RelayCommand.DATA_FRAGMENT, piece) for piece in split(message, datagram_id, DATA_CHUNK)]
 
 
 def encode_address(host: str, port: int) -> bytes:
