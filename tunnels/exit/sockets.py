@@ -144,18 +144,17 @@ class ExitSocket:
         # IPv4 first: every host has it, and the first address that passes is pinned
         ordered = sorted(set(addresses), key=lambda ip: (":" in ip, addresses.index(ip)))
         chosen: str | None = None
+        reason: str | None = None
         for port in {port for _, port, _ in waiting} or {1024}:
-            ip, reason = self.policy.check_resolved(ordered, port)
+            chosen, reason = self.policy.check_resolved(ordered, port)
             if reason is not None:
                 self.stats.note("exit_refused_resolution")
-                chosen = None
                 break
-            chosen = ip
         self.names[name] = chosen
         if len(self.names) > MAX_NAMES:
             self.names.popitem(last=False)
         for host, port, payload in waiting:
-            refusal = REFUSED_NAME if chosen is None else self._send_ip(chosen, port, payload)
+            refusal = reason if chosen is None else self._send_ip(chosen, port, payload)
             if refusal is not None:
                 self.refuse((host, port), refusal)
 
