@@ -15,8 +15,25 @@ or from the sink): CPU per relayed cell = delta cpu / delta cells over the measu
 """
 
 
+import time
+
+
 class Unsupported(Exception):
     """The implementation cannot run this scenario (reported as "n/a")."""
+
+
+def socks5_proxy(client, hops, timeout=30.0):
+    """Start (once per hop count) the SOCKS5 front end of a node process that answers
+    ``socks5_start`` and ``ready_circuits``; wait for a ready circuit; return ``(host, port)``."""
+    ports = client.__dict__.setdefault("socks5_ports", {})
+    if hops not in ports:
+        ports[hops] = client.call("socks5_start", hops=hops)
+    deadline = time.monotonic() + timeout
+    while client.call("ready_circuits", hops=hops) < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no %d-hop circuit ready for the SOCKS5 front end after %.0f s" % (hops, timeout))
+        time.sleep(0.1)
+    return ("127.0.0.1", ports[hops])
 
 
 class Adapter:
@@ -91,3 +108,13 @@ class Adapter:
 
     def hs_close(self):
         """Stop whatever the hidden-service scenarios started."""
+
+    # -- a real client ---------------------------------------------------------------------
+    def socks5_proxy(self, hops):
+        """A SOCKS5 (UDP ASSOCIATE) front end on the client for ``hops``-hop circuits, with at
+        least one such circuit ready; returns its TCP ``(host, port)``."""
+        raise Unsupported
+
+    def cells_per_datagram(self, size):
+        """Cells one ``size``-byte datagram to an IPv4 destination costs on each link."""
+        raise Unsupported

@@ -2,7 +2,7 @@
 import time
 from importlib.metadata import version
 
-from bench.impls.base import Adapter, Unsupported
+from bench.impls.base import Adapter, Unsupported, socks5_proxy
 
 MODULE = "bench.impls.pyipv8_node"
 
@@ -12,6 +12,8 @@ class PyIPv8Adapter(Adapter):
 
     def __init__(self, rust=False):
         self.rust = rust
+        if rust:  # the Rust endpoint serves SOCKS5 itself, as in Tribler
+            self.scenarios = self.scenarios | {"libtorrent"}
         self.name = "pyipv8-rust" if rust else "pyipv8-py"
 
     def versions(self):
@@ -127,6 +129,17 @@ class PyIPv8Adapter(Adapter):
         finally:
             self.hs_client.call("bulk_stop")
         return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"]}
+
+    def socks5_proxy(self, hops):
+        # Only the Rust endpoint carries a SOCKS5 server; pure-Python pyipv8 has none (Tribler's
+        # Python Socks5Server and TunnelDispatcher are Tribler code, not pyipv8's).
+        if not self.rust:
+            raise Unsupported("pyipv8 without the Rust endpoint has no SOCKS5 front end")
+        return socks5_proxy(self.client, hops)
+
+    def cells_per_datagram(self, size):
+        # pyipv8's TunnelCommunity.send_data puts any datagram in one cell whose size follows it
+        return 1
 
     def hs_reset_sink(self):
         if getattr(self, "hs_seeder", None) is not None:

@@ -380,6 +380,23 @@ class NodeApp:
             return 0
         return int(st[2]) + (int(st[0]) if self.role == "exit" else 0)
 
+    def socks5_start(self, hops):
+        """The Rust endpoint's own SOCKS5 server (TCP control + UDP associates) for ``hops``-hop
+        circuits, as Tribler uses it; returns its TCP port.  The community keeps a pool of
+        ``hops``-hop data circuits ending at BitTorrent exits for it."""
+        if not self.rust:
+            raise RuntimeError("only the Rust endpoint carries a SOCKS5 server")
+        port = self.endpoint.create_socks5_server(0, hops)
+        self.community.settings.max_circuits = 4
+        self.community.build_tunnels(hops)
+        return port
+
+    def ready_circuits(self, hops):
+        return len(self.community.find_circuits(hops=hops))
+
+    def socks5_stats(self):
+        return self.endpoint.get_socks5_statistics()
+
     def socket_stats(self):
         r = {"socket": list(self.endpoint.rust_ep.get_socket_statistics())} if self.rust else {}
         return r
@@ -404,7 +421,7 @@ def main():
     handlers = {n: getattr(app, n) for n in (
         "introduce", "candidates", "build", "open_circuit", "close_circuit", "hold", "release",
         "bulk_start", "bulk_stop", "stats", "socket_stats", "hs_seed", "hs_connect", "sink_reset",
-        "sink_stats", "hs_bulk_start")}
+        "sink_stats", "hs_bulk_start", "socks5_start", "ready_circuits", "socks5_stats")}
     c = ctl.Control(loop, handlers, loop.stop)
     c.start()
     c.ready(addr=addr, key=app.community.my_peer.public_key.key_to_bin().hex())

@@ -14,7 +14,8 @@ import cryptography
 import twisted
 
 from bench.harness import log
-from bench.impls.base import Adapter
+from bench.impls.base import Adapter, socks5_proxy
+from tunnels.wire.relay import data_cells, encode_address
 
 MODULE = "bench.impls.txtunnels_node"
 
@@ -22,7 +23,7 @@ MODULE = "bench.impls.txtunnels_node"
 class TxTunnelsAdapter(Adapter):
     name = "txtunnels"
     ours = True
-    scenarios = frozenset({"build", "bulk", "cpu", "memory", "hs"})
+    scenarios = frozenset({"build", "bulk", "cpu", "memory", "hs", "libtorrent"})
 
     #: relays of the hidden-service network: 3, as for pyipv8 (a larger one is only for the
     #: diagnosis in doc/benchmarks.md)
@@ -153,6 +154,12 @@ class TxTunnelsAdapter(Adapter):
         finally:
             self.hs_client.call("hs_leave", name=name)
         return {"mbps": s["bytes"] / s["elapsed"] / 1e6, "pps": s["packets"] / s["elapsed"]}
+
+    def socks5_proxy(self, hops):
+        return socks5_proxy(self.client, hops)
+
+    def cells_per_datagram(self, size):
+        return data_cells(len(encode_address("127.0.0.1", 4242)) + size)
 
     def hs_reset_sink(self):
         if getattr(self, "hs_seeder", None) is not None:

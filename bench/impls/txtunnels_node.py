@@ -41,6 +41,7 @@ from tunnels.crypto.service_keys import ServiceKey, parse_service_id  # noqa: E4
 from tunnels.node import start_node  # noqa: E402
 from tunnels.core.origin import PathHop  # noqa: E402
 from tunnels.settings import TunnelSettings  # noqa: E402
+from tunnels.socks5 import Socks5Server  # noqa: E402
 from tunnels.wire.cells import CELL_SIZE  # noqa: E402
 
 from bench import ctl  # noqa: E402
@@ -153,6 +154,7 @@ class NodeApp:
         self.hs_sink = None
         self.hs_peer = None
         self.hs_circuit = None
+        self.socks5 = {}
 
     async def setup(self):
         extra = {}
@@ -292,6 +294,20 @@ class NodeApp:
                 continue
         return 0
 
+    def socks5_start(self, hops):
+        """Our SOCKS5 front end for ``hops``-hop circuits on 127.0.0.1; returns its TCP port."""
+        server = Socks5Server(reactor, self.community, hops)
+        server.start()
+        port = reactor.listenTCP(0, server, interface=HOST)
+        self.socks5[hops] = (server, port)
+        return port.getHost().port
+
+    def ready_circuits(self, hops):
+        return len(self.community.active_data_circuits(hops))
+
+    def socks5_stats(self):
+        return {hops: dict(server.stats) for hops, (server, _) in self.socks5.items()}
+
     def stats(self):
         comm = self.community
         ep = self.node.endpoint
@@ -415,7 +431,7 @@ def main():
     handlers = {n: getattr(app, n) for n in (
         "introduce", "candidates", "build", "open_circuit", "close_circuit", "hold", "release",
         "bulk_start", "bulk_stop", "stats", "node_stats", "hs_seed", "hs_connect", "hs_leave",
-        "sink_reset", "sink_stats", "hs_bulk_start")}
+        "sink_reset", "sink_stats", "hs_bulk_start", "socks5_start", "ready_circuits", "socks5_stats")}
 
     def stop():
         if reactor.running:
