@@ -115,7 +115,9 @@ def main(argv=None):
             clusters.append(c)
             sinks[name] = c.start(name + "-sink", "bench.sink")
             a.start(c, 3, sinks[name].addr)
-        ctx = Context(adapters, sinks, res, cfg, detail)
+        extra = Cluster(logdir)
+        clusters.append(extra)
+        ctx = Context(adapters, sinks, res, cfg, detail, cluster=extra)
         for name in SCENARIOS:
             if name in scen:
                 SCENARIOS[name].run(ctx)

@@ -9,6 +9,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
+from tunnels.exit import refusals as reasons
 from tunnels.exit import sockets
 from tunnels.exit.policy import DestinationGuard, ExitPolicy
 from tunnels.ratelimit import TokenBucket
@@ -64,7 +65,7 @@ class ExitSocketTests(TestCase):
         self.assertIsNone(exit_socket.send(("localhost", 4242), b"first"))
         await wait_for(lambda: bool(self.refusals), 5, what="the resolution")
         self.assertEqual(self.refusals, [(("localhost", 4242), "resolved address '127.0.0.1' refused: loopback")])
-        self.assertEqual(exit_socket.send(("localhost", 4242), b"second"), sockets.REFUSED_NAME)
+        self.assertEqual(exit_socket.send(("localhost", 4242), b"second"), reasons.REFUSED_NAME)
         self.assertEqual(exit_socket.ports, {})
 
     @async_test
@@ -73,8 +74,8 @@ class ExitSocketTests(TestCase):
         echo = reactor.listenUDP(0, Echo(), interface="127.0.0.1")
         self.addCleanup(echo.stopListening)
         exit_socket = self.make(ExitPolicy(allow_non_global=True), NoIPv6Reactor())
-        self.assertEqual(exit_socket.send(("::1", 4242), b"x"), sockets.NO_IPV6)
-        self.assertEqual(exit_socket.send(("::1", 4242), b"x"), sockets.NO_IPV6)
+        self.assertEqual(exit_socket.send(("::1", 4242), b"x"), reasons.NO_IPV6)
+        self.assertEqual(exit_socket.send(("::1", 4242), b"x"), reasons.NO_IPV6)
         self.assertEqual(self.stats.drops["exit_no_ipv6"], 2)
         self.assertIsNone(exit_socket.send(("127.0.0.1", echo.getHost().port), b"v4"))
         await wait_for(lambda: bool(self.replies), 5, what="the IPv4 reply")
@@ -94,7 +95,7 @@ class ExitSocketTests(TestCase):
     def test_oversized_send_is_refused(self) -> None:
         """A datagram the kernel cannot send gives a reason, not an exception."""
         exit_socket = self.make(ExitPolicy(allow_non_global=True))
-        self.assertEqual(exit_socket.send(("127.0.0.1", 4242), bytes(65508)), sockets.TOO_LARGE)
+        self.assertEqual(exit_socket.send(("127.0.0.1", 4242), bytes(65508)), reasons.DATAGRAM_TOO_LARGE)
 
 
 class ExitRefusalTests(NetworkTestCase):
@@ -129,7 +130,7 @@ class ExitRefusalTests(NetworkTestCase):
         self.client.tunnel_data(circuit, ("localhost", 4243), "data", b"second")
         await wait_for(lambda: len(refusals) == 2, 10, what="the second refusal")
         self.assertEqual(refusals, [(("localhost", 4243), "resolved address '127.0.0.1' refused: port 4243 not in "
-                                     "allow-list"), (("localhost", 4243), sockets.REFUSED_NAME)])
+                                     "allow-list"), (("localhost", 4243), reasons.REFUSED_NAME)])
 
     @async_test
     async def test_too_large_for_the_exit_is_refused(self) -> None:
@@ -144,4 +145,4 @@ class ExitRefusalTests(NetworkTestCase):
         self.client.add_refusal_handler(lambda c, destination, reason: refusals.append((destination, reason)))
         self.client.tunnel_data(circuit, ("127.0.0.1", 4242), "data", bytes(2001))
         await wait_for(lambda: bool(refusals), 10, what="the refusal")
-        self.assertEqual(refusals, [(("127.0.0.1", 4242), "datagram too large")])
+        self.assertEqual(refusals, [(("127.0.0.1", 4242), reasons.DATAGRAM_TOO_LARGE)])

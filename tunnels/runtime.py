@@ -9,6 +9,7 @@ before anything imports ``twisted.internet.reactor``; :func:`as_deferred` and
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -62,3 +63,30 @@ def as_deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
 def as_future(d: Deferred[T]) -> asyncio.Future[T]:
     """Wrap a Deferred so asyncio code can await it."""
     return d.asFuture(asyncio.get_event_loop())
+
+
+MAX_UDP_READ = 65535
+"""Bytes one read of a UDP port may return: any datagram, whole (Twisted's default, 8,192, cuts
+longer ones silently)."""
+UDP_BUFFER = 870400
+"""Requested ``SO_RCVBUF``/``SO_SNDBUF`` of our UDP ports, in bytes (IPv8's figure; Linux doubles it
+and caps it at ``net.core.rmem_max``/``wmem_max``).  The default (about 208 KiB) holds only about 90
+datagrams of 1.4 KB: a sender bursting at a link's speed, such as a BitTorrent seeder at an exit,
+overflows it while the reactor is busy, and the kernel drops what we never see."""
+
+
+def listen_udp(reactor: Any, port: int, protocol: Any, interface: str) -> Any:
+    """``reactor.listenUDP`` reading whole datagrams, with room for bursts (:data:`UDP_BUFFER`).
+
+    Every UDP port txtunnels opens for traffic goes through here.  Raises what ``listenUDP``
+    raises (``CannotListenError``); a kernel that refuses the larger buffers keeps its defaults.
+    """
+    listening = reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=MAX_UDP_READ)
+    sock = getattr(listening, "socket", None)
+    if sock is not None:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+            except OSError:
+                pass
+    return listening

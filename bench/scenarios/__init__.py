@@ -24,3 +24,5 @@ class Context:
     res: Any
     cfg: dict
     detail: dict = field(default_factory=dict)
+    cluster: Any = None
+    """A :class:`~bench.harness.Cluster` for processes a scenario starts itself."""

@@ -5,6 +5,8 @@ SOCKS5 UDP front end on its client node (TCP off, uTP on, as Tribler-like applic
 ours (``tunnels.socks5``) or, for pyipv8, the Rust endpoint's own SOCKS5 server (Tribler's stack).
 Figures: MB/s of the download (torrent size / time from connecting to the seeder to having every
 piece) and its share of a direct download (same sessions' settings, no proxy) on the same machine;
+the same download through our SOCKS5 front end with no circuits behind it
+(``bench/impls/socks5_direct_node.py``), the ceiling libtorrent's proxied uTP leaves for any tunnel;
 and the cells one datagram of 1,200 / 1,400 / 1,472 bytes costs on every link.
 
 The libtorrent sessions run in the benchmark's own process (its threads, beside the node processes).
@@ -60,9 +62,19 @@ def run(ctx):
         log("libtorrent direct (run %d)", run + 1)
         direct.append(mb / download(info, seed_port, None, cfg["lt_timeout"], keep))
     direct_mbps = statistics.median(direct)
+    relay = ctx.cluster.start("socks5-direct", "bench.impls.socks5_direct_node")
+    floor = []
+    try:
+        for run in range(cfg["runs"]):
+            log("libtorrent through a SOCKS5 relay without circuits (run %d)", run + 1)
+            floor.append(mb / download(info, seed_port, relay.addr, cfg["lt_timeout"], keep))
+    finally:
+        ctx.cluster.remove(relay)
     for name in users:
         for value in direct:
             res.add("libtorrent direct (no tunnel)", "MB/s", "higher", name, value)
+        for value in floor:
+            res.add("libtorrent via SOCKS5, no circuits", "MB/s", "higher", name, value)
     for hops in (1, 2, 3):
         label = "%d hop%s" % (hops, "s" if hops > 1 else "")
         for run in range(cfg["runs"]):

@@ -19,6 +19,7 @@ from ..crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backwar
     peel_forward
 from ..errors import DecodeError, HandshakeError
 from ..exit.policy import refusal_kind
+from ..exit.refusals import DATAGRAM_TOO_LARGE, NOT_AN_EXIT
 from ..ratelimit import KeyedTokenBuckets, ShareLimiter
 from .reassembly import ReassemblyBuffer
 from .routing import LinkTable, Role
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from ..stats import Stats
 
 Address = tuple[str, int]
-NOT_AN_EXIT = "not an exit"
-DATAGRAM_TOO_LARGE = "datagram too large"
 
 class RelayRole:
     """Circuits we carry for others: CREATE, forwarding both ways, EXTEND, exit, teardown."""

@@ -13,7 +13,6 @@ test networks stay on the machine even when IPv8 learns other addresses).
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +24,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from ..ratelimit import LogBudget
+from ..runtime import listen_udp
 from ..stats import Stats
 from ..wire.cells import CELL_MARK
 
 Address = tuple[str, int]
-RECEIVE_BUFFER = 870400
-MAX_READ = 65535
-"""Bytes one read may return: any UDP datagram, whole."""
 
 
 class _Protocol(DatagramProtocol):
@@ -124,15 +121,9 @@ class TwistedUDPEndpoint(Endpoint):
         """
         if self._port is not None:
             return
-        self._port = self.reactor.listenUDP(self.port, _Protocol(self), interface=self.host,
-                                            maxPacketSize=MAX_READ)
+        self._port = listen_udp(self.reactor, self.port, _Protocol(self), self.host)
         self.port = self._port.getHost().port
         self._write = self._port.write
-        try:
-            self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RECEIVE_BUFFER)
-        except OSError:
-            self.log.warn("could not enlarge UDP socket buffers")
 
     def close(self) -> asyncio.Future[Any]:
         """Stop listening; returns an awaitable as IPv8 expects."""

@@ -12,7 +12,8 @@ Every datagram the originator asks for is either sent or refused with a reason: 
 reason is returned at once, or, for a name still being resolved, passed to ``refuse``
 when the resolution ends (doc/protocol.md lists every reason).  Each circuit has an IPv4
 port and, on first use, an IPv6 port; a host that cannot open one refuses IPv6
-destinations with a reason.  Both ports read whole datagrams (up to 65,535 bytes).
+destinations with a reason.  Both ports read whole datagrams and have room for a
+destination's bursts (:func:`~tunnels.runtime.listen_udp`).
 """
 from __future__ import annotations
 
@@ -28,25 +29,19 @@ from zope.interface import implementer
 
 from .addresses import is_ip_literal
 from .policy import DestinationGuard, ExitPolicy
+from .refusals import (BANDWIDTH_EXHAUSTED, DATAGRAM_TOO_LARGE, NO_IPV6, REFUSED_NAME, RESOLUTION_QUEUE_FULL,
+                       SEND_FAILED, TOO_MANY_NAMES)
 from ..ratelimit import TokenBucket
+from ..runtime import listen_udp
 from ..stats import Stats
 
 Address = tuple[str, int]
 MAX_PENDING_PER_NAME = 8
 MAX_NAMES = 32
 MAX_VERDICTS = 256
-MAX_READ = 65535
-"""Bytes a read may return: whole datagrams, never Twisted's default 8,192."""
 Waiting = tuple[str, int, bytes]
 """A datagram waiting for its name: ``(host as named, port, payload)``."""
 
-REFUSED_NAME = "name refused by exit policy"
-TOO_MANY_NAMES = "too many names"
-RESOLUTION_QUEUE_FULL = "resolution queue full"
-BANDWIDTH_EXHAUSTED = "exit bandwidth exhausted"
-NO_IPV6 = "no IPv6 at this exit"
-TOO_LARGE = "datagram too large"
-SEND_FAILED = "send failed"
 
 
 @implementer(IResolutionReceiver)
@@ -179,7 +174,7 @@ class ExitSocket:
             transport.write(payload, destination)
         except MessageLengthError:
             self.stats.drop("exit_too_large")
-            return TOO_LARGE
+            return DATAGRAM_TOO_LARGE
         except (OSError, ValueError):
             # OSError: unreachable, buffers full; ValueError: Twisted's InvalidAddressError
             self.stats.drop("exit_send_error")
@@ -193,7 +188,7 @@ class ExitSocket:
             return self.ports[family]
         interface = self.interfaces[0 if family == 4 else 1]
         try:
-            port = self.reactor.listenUDP(0, _FamilyPort(self), interface=interface, maxPacketSize=MAX_READ)
+            port = listen_udp(self.reactor, 0, _FamilyPort(self), interface)
         except CannotListenError:
             self.stats.note(f"exit_no_ipv{family}_socket")
             port = None

@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import CircuitNotReady, DatagramTooLarge
+from ..runtime import listen_udp
 from ..settings import MAX_UDP_PAYLOAD
 from .codec import (NO_ACCEPTABLE_METHODS, NO_AUTH, VERSION, Command, Reply, Request, Socks5Error, encode_reply,
                     encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
@@ -211,9 +212,8 @@ class Socks5Protocol(Protocol):
         peer = self.transport.getPeer()
         association = UdpAssociation(self.server, peer.host, request.port)
         try:
-            # A full-size buffer: Twisted's default (8192) would silently truncate larger datagrams.
-            association.port = self.server.reactor.listenUDP(0, association, interface=self.server.interface,
-                                                             maxPacketSize=65535)
+            # whole datagrams (Twisted's default would cut them at 8,192 bytes), room for bursts
+            association.port = listen_udp(self.server.reactor, 0, association, self.server.interface)
         except Exception:
             self.transport.write(encode_reply(Reply.GENERAL_FAILURE))
             self._close()

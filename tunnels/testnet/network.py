@@ -21,7 +21,7 @@ from ..dht.node import DHTNode
 from ..dht.provider import MainlineDHTProvider, MemoryDHTProvider, MemoryDHTStore
 from ..dht.testing import LOCAL_CONFIG, start_local_network, stop_all
 from ..node import TunnelNode, start_node
-from ..runtime import as_future
+from ..runtime import as_future, listen_udp
 from ..settings import TunnelSettings
 
 Address = tuple[str, int]
@@ -108,7 +108,7 @@ class LocalNetwork:
         ``progress(line)``, if given, hears each step (DHT up, nodes started, peers found).
         """
         say = progress or (lambda line: None)
-        self._echo_port = self.reactor.listenUDP(0, self.echo, interface=HOST, maxPacketSize=65535)
+        self._echo_port = listen_udp(self.reactor, 0, self.echo, HOST)
         relays, exits, clients = self.counts
         total = relays + exits + clients
         try:
