@@ -7,10 +7,16 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from tunnels.core.origin import OriginRole
+from tunnels.core.reassembly import ReassemblyBuffer
+from tunnels.core.routing import LinkTable
 from tunnels.ratelimit import LogBudget
+from tunnels.settings import TunnelSettings
+from tunnels.stats import Stats
 from tunnels.wire.cells import CELL_MARK, CELL_SIZE, CellType, frame
 from test.netcase import NetworkTestCase
 from test.util import async_test, wait_for
@@ -108,3 +114,21 @@ class StrangerDatagramTests(NetworkTestCase):
         self.assertEqual(len(cell), CELL_SIZE)
         circuit = await self.build(2)
         self.assertEqual(await self.echo_round_trip(circuit, b"still serving"), [b"still serving"])
+
+
+class HandlerBudgetTests(SynchronousTestCase):
+
+    def test_failing_application_handler_logs_within_the_budget(self) -> None:
+        """An application handler that fails on every datagram a peer sends: every failure counted,
+        five tracebacks at once, then one per 12 seconds (Clock), never an exception upwards."""
+        clock, stats = Clock(), Stats()
+        origin = OriginRole(settings=TunnelSettings(), clock=clock, send=lambda a, d: None, table=LinkTable(limit=8),
+                            stats=stats, on_closed=lambda c: None, reassembly=ReassemblyBuffer(100, stats.drop))
+
+        def broken(*args: Any) -> None:
+            raise RuntimeError("application bug")
+        for _ in range(20):
+            origin.call_handler(broken, "circuit", ("192.0.2.1", 1), b"x")
+        clock.advance(12.5)
+        origin.call_handler(broken, "circuit", ("192.0.2.1", 1), b"x")
+        self.assertEqual((stats.drops["handler_failed"], len(self.flushLoggedErrors(RuntimeError))), (21, 6))

@@ -29,6 +29,7 @@ from .core.hs_relay import HiddenRelay
 from .core.ipv8_dispatch import IPv8Dispatch
 from .core.origin import DataHandler, OriginRole, PathHop
 from .core.pathsel import Candidate, PeerFlag, select_path
+from .core.peer_flags import PeerFlagsMixin
 from .core.reassembly import ReassemblyBuffer
 from .ratelimit import LogBudget, TokenBucket
 from .core.relay import RelayRole
@@ -63,7 +64,7 @@ class TunnelCommunitySettings(CommunitySettings):
     """A :class:`~tunnels.dht.provider.IDHTProvider`; with one we serve as an introduction point."""
 
 
-class TunnelCommunity(Community):
+class TunnelCommunity(PeerFlagsMixin, Community):
     """Relay and exit role: helps the network; also builds and uses circuits."""
 
     community_id = hashlib.sha1(b"txtunnels onion routing, protocol 1").digest()
@@ -400,39 +401,6 @@ class TunnelCommunity(Community):
         return ExitSocket(self.reactor, interfaces, policy, guard, self.exit_bandwidth, self.stats,
                           lambda source, payload: self.relay.exit_reply(circuit, source, payload),
                           lambda destination, reason: self.relay.refuse(circuit, destination, reason))
-
-    # --- peer flags in introductions ------------------------------------------------------
-
-    def my_flags(self) -> PeerFlag:
-        """What we advertise: relay if we join circuits, exit if we exit."""
-        flags = PeerFlag(0)
-        if self.settings.max_joined_circuits > 0:
-            flags |= PeerFlag.RELAY
-            if self.settings.become_exitnode:
-                flags |= PeerFlag.EXIT
-            if self.dht_provider is not None:
-                flags |= PeerFlag.INTRO
-        return flags
-
-    def create_introduction_request(self, socket_address: Any, extra_bytes: bytes = b"",
-                                    new_style: bool = False, prefix: bytes | None = None) -> bytes:
-        return super().create_introduction_request(socket_address, bytes((self.my_flags(),)), new_style, prefix)
-
-    def create_introduction_response(self, lan_socket_address: Any, socket_address: Any, identifier: int,
-                                     introduction: Peer | None = None, extra_bytes: bytes = b"",
-                                     prefix: bytes | None = None, new_style: bool = False) -> bytes:
-        return super().create_introduction_response(lan_socket_address, socket_address, identifier, introduction,
-                                                    bytes((self.my_flags(),)), prefix, new_style)
-
-    def introduction_request_callback(self, peer: Peer, dist: Any, payload: Any) -> None:
-        self._note_flags(peer, payload.extra_bytes)
-
-    def introduction_response_callback(self, peer: Peer, dist: Any, payload: Any) -> None:
-        self._note_flags(peer, payload.extra_bytes)
-
-    def _note_flags(self, peer: Peer, extra: bytes) -> None:
-        if len(extra) >= 1 and len(self.peer_flags) < 4096:
-            self.peer_flags[peer.mid] = PeerFlag(extra[0] & (PeerFlag.RELAY | PeerFlag.EXIT | PeerFlag.INTRO))
 
     # --- shutdown -------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ DROPS: dict[str, str] = {
     "ipv8_unknown_message": "an IPv8 packet of our overlay with a message id we do not handle",
     "ipv8_deprecated_message": "an IPv8 packet of a message type IPv8 deprecated",
     "ipv8_malformed": "an IPv8 packet of our overlay that does not decode (one line logged, within a budget)",
+    "handler_failed": "an application's data, refusal or service callback raised (logged within a budget)",
     # exits
     "malformed_data": "a DATA message whose destination does not decode",
     "malformed_refusal": "an exit's refusal notice that does not decode",

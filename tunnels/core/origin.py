@@ -14,6 +14,7 @@ from ..crypto import ntor
 from ..crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
 from ..errors import CircuitBuildFailed, DecodeError, HandshakeError
 from .reassembly import ReassemblyBuffer
+from ..ratelimit import LogBudget
 from .routing import LinkTable, Role
 from ..settings import TunnelSettings
 from ..stats import Stats
@@ -58,6 +59,8 @@ class OriginRole:
         self.refusal_handlers: list[Callable[[Circuit, Address, str], None]] = []
         self.unresponsive: dict[bytes, float] = {}
         """Node ids that left a build unanswered, and until when we avoid them."""
+        self.log_budget = LogBudget(clock.seconds())
+        """Lines a remote peer can make us log through failing application handlers."""
         self.message_handlers: dict[int, Callable[[Circuit, bytes], None]] = {}
         """Handlers for further backward commands (hidden services register theirs)."""
 
@@ -206,7 +209,7 @@ class OriginRole:
             reason = data[offset:].decode("ascii", "replace")
             self.stats.note("data_refused")
             for handler in list(self.refusal_handlers):
-                _call_isolated(self.log, handler, circuit, destination, reason)
+                self.call_handler(handler, circuit, destination, reason)
         elif command in msg.FORWARD_COMMANDS:
             self.stats.drop("wrong_direction")
             self.close(circuit, "protocol")
@@ -225,7 +228,7 @@ class OriginRole:
             return
         self.stats.note("data_received")
         for handler in list(self.data_handlers):
-            _call_isolated(self.log, handler, circuit, source, payload)
+            self.call_handler(handler, circuit, source, payload)
 
     # --- teardown -----------------------------------------------------------------------
 
@@ -275,10 +278,15 @@ class OriginRole:
                 idle.append(circuit)
         return idle
 
+    def call_handler(self, handler: Callable[..., None], *args: Any) -> None:
+        """Run an application callback; its exceptions never reach the cell path.
 
-def _call_isolated(log: Logger, handler: Callable[..., None], *args: Any) -> None:
-    """Run an application callback; its exceptions are logged, never propagated into the cell path."""
-    try:
-        handler(*args)
-    except Exception:
-        log.failure("data handler {handler!r} raised", handler=handler)
+        A remote peer can make an application's handler fail on every datagram it sends, so the
+        traceback is logged within :attr:`log_budget` and the rest counted (``handler_failed``).
+        """
+        try:
+            handler(*args)
+        except Exception:
+            self.stats.drop("handler_failed")
+            if self.log_budget.allow(self.clock.seconds()):
+                self.log.failure("application handler {handler!r} raised", handler=handler)

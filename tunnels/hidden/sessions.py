@@ -90,10 +90,7 @@ class SessionMixin(_Base):
                 self.sessions_by_peer[session.peer] = session
             return
         self.stats.note("hs_peers_connected")
-        try:
-            registration.callback(session.peer)
-        except Exception:
-            self.log.failure("service callback raised")
+        self.origin.call_handler(registration.callback, session.peer)
 
     def _on_e2e(self, circuit: Circuit, data: bytes) -> None:
         session = self.sessions_by_circuit.get(circuit)
@@ -110,10 +107,7 @@ class SessionMixin(_Base):
             return
         self.stats.note("data_received")
         for handler in list(self.origin.data_handlers):
-            try:
-                handler(circuit, session.peer, payload)
-            except Exception:
-                self.log.failure("data handler raised")
+            self.origin.call_handler(handler, circuit, session.peer, payload)
 
     def _session_closed(self, session: Session) -> None:
         was_established = session.established
@@ -124,10 +118,7 @@ class SessionMixin(_Base):
         if was_established:
             self.stats.note("hs_peers_lost")
             for handler in list(self.lost_handlers):
-                try:
-                    handler(session.registration.original_id, session.peer)
-                except Exception:
-                    self.log.failure("peer-lost handler raised")
+                self.origin.call_handler(handler, session.registration.original_id, session.peer)
 
     def _retry(self, session: Session) -> None:
         """A seeker's rendezvous failed before it was joined (for example both halves arrived from
