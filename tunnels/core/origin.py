@@ -144,7 +144,9 @@ class OriginRole:
     def send_datagram(self, circuit: Circuit, message: bytes) -> bool:
         """Send a DATA message (``destination | payload``) of any size: whole in one cell when
         it fits, else as DATA_FRAGMENT pieces (doc/protocol.md 4.1).  False if dropped."""
-        return self.send_all(circuit, msg.datagram_messages(message, circuit.next_datagram_id()))
+        if len(message) <= msg.MAX_MESSAGE_DATA:
+            return self.send_data(circuit, RelayCommand.DATA, message)
+        return self.send_all(circuit, msg.fragment_messages(message, circuit.next_datagram_id()))
 
     # --- receiving ----------------------------------------------------------------------
 

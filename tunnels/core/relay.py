@@ -144,8 +144,10 @@ class RelayRole:
     def reply_datagram(self, circuit: JoinedCircuit, message: bytes) -> None:
         """Send a DATA message (``source | payload``) of any size to the originator: whole in
         one cell when it fits, else as DATA_FRAGMENT pieces offered to flow control together."""
-        messages = msg.datagram_messages(message, circuit.next_datagram_id())
-        if not circuit.flow.offer_all(messages, partial(self.reply, circuit)):
+        if len(message) <= msg.MAX_MESSAGE_DATA:
+            self.reply_data(circuit, RelayCommand.DATA, message)
+        elif not circuit.flow.offer_all(msg.fragment_messages(message, circuit.next_datagram_id()),
+                                        partial(self.reply, circuit)):
             self.stats.drop("flow_queue_full")
 
     def at_end(self, circuit: JoinedCircuit, body: bytes) -> None:

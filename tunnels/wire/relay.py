@@ -93,11 +93,9 @@ def data_cells(message_length: int) -> int:
     return 1 if message_length <= MAX_MESSAGE_DATA else pieces_needed(message_length, DATA_CHUNK)
 
 
-def datagram_messages(message: bytes, datagram_id: int) -> list[tuple[int, bytes]]:
-    """The relay messages carrying one DATA message (``address | payload``): one DATA if it fits
-    in a cell, else DATA_FRAGMENT pieces of datagram ``datagram_id`` (doc/protocol.md 4.1)."""
-    if len(message) <= MAX_MESSAGE_DATA:
-        return [(RelayCommand.DATA, message)]
+def fragment_messages(message: bytes, datagram_id: int) -> list[tuple[int, bytes]]:
+    """The DATA_FRAGMENT relay messages carrying a DATA message (``address | payload``) too large
+    for one cell, as pieces of datagram ``datagram_id`` (doc/protocol.md 4.1)."""
     return [(RelayCommand.DATA_FRAGMENT, piece) for piece in split(message, datagram_id, DATA_CHUNK)]
 
 
