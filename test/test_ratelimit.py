@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.ratelimit import KeyedTokenBuckets, ShareLimiter, TokenBucket
+from tunnels.ratelimit import AnswerBudget, KeyedTokenBuckets, ShareLimiter, TokenBucket, source_prefix
 
 
 class TokenBucketTests(SynchronousTestCase):
@@ -196,3 +196,27 @@ class ShareLimiterTests(SynchronousTestCase):
             self.assertLessEqual(limiter.total, capacity)
             self.assertLessEqual(limiter.count(source), cap)
             self.assertEqual(limiter.total, sum(limiter.count(f"s{i}") for i in range(7)))
+
+
+class AnswerBudgetTests(SynchronousTestCase):
+    """Answers to unauthenticated sources: per /24 (/48) and node-wide (DESIGN.md property 14)."""
+
+    def test_prefixes(self) -> None:
+        """/24 for IPv4 (mapped addresses too), /48 for IPv6, anything else is its own key."""
+        self.assertEqual(source_prefix("192.0.2.77"), "192.0.2")
+        self.assertEqual(source_prefix("::ffff:192.0.2.1"), "192.0.2")
+        self.assertEqual(source_prefix("2001:db8:aa:bb::1"), "2001:db8:aa::/48")
+        self.assertEqual(source_prefix("2001:db8:aa:ff::2"), "2001:db8:aa::/48")
+        self.assertEqual(source_prefix("example.org"), "example.org")
+        self.assertEqual(source_prefix("fe80::1%eth0"), "fe80::/48")
+
+    def test_per_prefix_and_total(self) -> None:
+        """One /24 gets its burst then its rate; many /24s together get the node-wide burst."""
+        clock = Clock()
+        budget = AnswerBudget(rate=2.0, burst=5.0, total_rate=10.0, total_burst=20.0)
+        self.assertEqual(sum(budget.allow(f"192.0.2.{i}", clock.seconds()) for i in range(100)), 5)
+        clock.advance(1.0)
+        self.assertEqual(sum(budget.allow("192.0.2.9", clock.seconds()) for _ in range(100)), 2)
+        self.assertEqual(sum(budget.allow(f"10.{i}.0.1", clock.seconds()) for i in range(100)), 18)
+        clock.advance(1.0)
+        self.assertEqual(sum(budget.allow(f"10.{i}.1.1", clock.seconds()) for i in range(100, 200)), 10)

@@ -11,7 +11,7 @@ import tunnels
 from tunnels.daemon.status import REFUSAL
 from tunnels.exit.addresses import is_forbidden_ip
 from tunnels.exit.policy import DEFAULT_DENY_PORTS, DestinationGuard, ExitPolicy, refusal_kind
-from tunnels.ratelimit import ShareLimiter
+from tunnels.ratelimit import ShareLimiter, SourceShares
 from tunnels.reasons import DROPS, REFUSALS, explain
 
 SOURCE = "\n".join(p.read_text(encoding="utf-8") for p in Path(tunnels.__file__).parent.rglob("*.py"))
@@ -40,7 +40,8 @@ class ExplanationTests(SynchronousTestCase):
         """Literal refusal events and every reason the relay can build have an explanation."""
         events = set(REFUSAL_EVENTS)
         events |= {f"create_refused_{r.replace(' ', '_')}"
-                   for r in (ShareLimiter.FULL, ShareLimiter.SHARE_EXCEEDED, "not_a_relay", "create_rate",
+                   for r in (ShareLimiter.FULL, ShareLimiter.SHARE_EXCEEDED, SourceShares.PREFIX_SHARE_EXCEEDED,
+                             "not_a_relay", "create_rate", "create_rate_prefix", "create_rate_total", "wrong_relay",
                              "table_full")}
         events |= {f"extend_refused_{r}" for r in ("port_0", "bad_address", "non_global_address", "unknown_peer",
                                                    "identity_mismatch", "previous_hop")}

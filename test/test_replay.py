@@ -33,3 +33,18 @@ class WindowTests(SynchronousTestCase):
         """A random starting counter (up to 2**62) is accepted."""
         w = ReplayWindow()
         self.assertTrue(w.check(2 ** 61 + 17))
+
+
+class DuplicateFilterTests(SynchronousTestCase):
+    def test_exact_copies_dropped_within_the_window(self) -> None:
+        """A fingerprint is new once; a copy within the window is seen; memory stays bounded."""
+        from tunnels.crypto.replay import DuplicateFilter
+        f = DuplicateFilter(size=4)
+        self.assertEqual([f.seen(b"%d" % i) for i in range(4)], [False] * 4)
+        self.assertEqual([f.seen(b"%d" % i) for i in range(4)], [True] * 4)
+        for i in range(4, 100):
+            self.assertFalse(f.seen(b"%d" % i))
+            self.assertTrue(f.seen(b"%d" % (i - 4)) or i - 4 < 0)  # the last 4 are always remembered
+            self.assertLessEqual(len(f.current) + len(f.previous), 8)
+        self.assertFalse(f.seen(b"0"))  # long gone: passes (the originator's window drops it)
+        self.assertRaises(ValueError, DuplicateFilter, 0)

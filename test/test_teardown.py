@@ -67,7 +67,7 @@ class _OneHopCase(NetworkTestCase):
 
 
 class JoinLimitTests(_OneHopCase):
-    settings = TunnelSettings(max_joined_circuits=3, max_joined_share=1.0)
+    settings = TunnelSettings(max_joined_circuits=3, max_joined_share=1.0, max_joined_prefix_share=1.0)
 
     @async_test
     async def test_max_joined_circuits(self) -> None:

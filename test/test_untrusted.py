@@ -76,7 +76,7 @@ class StrangerDatagramTests(NetworkTestCase):
     @async_test
     async def test_each_kind_is_counted_and_nothing_raises(self) -> None:
         """The IPv8 prefix alone (IndexError inside IPv8), prefix + one byte, an unknown and a deprecated
-        message id, a malformed introduction, a cell whose mark was flipped, a short cell, a cell of an
+        message id, a malformed introduction, one too short to answer, a cell whose mark was flipped, a short cell, a cell of an
         unknown type: each counted under its reason; nothing reaches the reactor's error log; at most
         the budget's lines, none with a traceback; the node still builds and uses a circuit."""
         logs = LogCapture(self)
@@ -89,7 +89,8 @@ class StrangerDatagramTests(NetworkTestCase):
             "ipv8_short": [prefix],
             "ipv8_unknown_message": [prefix + b"\x01", prefix + b"\x00garbage"],
             "ipv8_deprecated_message": [prefix + b"\xff"],
-            "ipv8_malformed": [prefix + bytes((246,)) + b"\x00" * 40, prefix + bytes((245,))] * 10,
+            "ipv8_malformed": [prefix + bytes((246,)) + b"\x00" * 300, prefix + bytes((245,))] * 10,
+            "introduction_request_short": [prefix + bytes((246,)) + b"\x00" * 40],  # refused unparsed (property 14)
             "not_ours": [flipped, b"\x01" + bytes(30), b"hello", prefix[:10], b""],
             "bad_length": [cell[:100], cell + b"x"],
             "unknown_cell_type": [bytes((CELL_MARK, 99)) + cell[2:]],

@@ -30,6 +30,7 @@ from .core.ipv8_dispatch import IPv8Dispatch
 from .core.origin import DataHandler, OriginRole, PathHop
 from .core.pathsel import Candidate, PeerFlag, select_path
 from .core.peer_flags import PeerFlagsMixin
+from .core.peering import PeeringMixin
 from .core.reassembly import ReassemblyBuffer
 from .ratelimit import LogBudget, TokenBucket
 from .core.relay import RelayRole
@@ -64,10 +65,11 @@ class TunnelCommunitySettings(CommunitySettings):
     """A :class:`~tunnels.dht.provider.IDHTProvider`; with one we serve as an introduction point."""
 
 
-class TunnelCommunity(PeerFlagsMixin, Community):
+class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
     """Relay and exit role: helps the network; also builds and uses circuits."""
 
-    community_id = hashlib.sha1(b"txtunnels onion routing, protocol 1").digest()
+    community_id = hashlib.sha1(b"txtunnels onion routing, protocol 2").digest()
+    """Protocol 2: backward layers bind the slot a relay drops; discovery requests are padded."""
     settings_class = TunnelCommunitySettings
     log = Logger()
 

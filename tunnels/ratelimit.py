@@ -3,17 +3,48 @@
 
 A single source that floods CREATE (or EXTEND) cells makes a relay burn CPU on
 handshakes and fill ``max_joined_circuits`` so honest clients are refused
-(THREATS T8).  These pure classes take the time as ``now`` (seconds, from the
-injected ``IReactorTime.seconds()``), so tests drive them with explicit values.
+(THREATS T8).  A spoofed source makes a node answer someone else, so every answer
+an unauthenticated datagram can draw is budgeted per source prefix and in total
+(:class:`AnswerBudget`, DESIGN.md property 14).  These pure classes take the time
+as ``now`` (seconds, from the injected ``IReactorTime.seconds()``), so tests drive
+them with explicit values.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Final
 
-__all__ = ["KeyedTokenBuckets", "LogBudget", "ShareLimiter", "TokenBucket"]
+__all__ = ["AnswerBudget", "KeyedTokenBuckets", "LogBudget", "ShareLimiter", "SourceShares", "TokenBucket",
+           "source_prefix"]
+
+IPV4_PREFIX = 24
+"""Bits of an IPv4 source that one operator is assumed to hold (a /24)."""
+IPV6_PREFIX = 48
+"""Bits of an IPv6 source that one operator is assumed to hold (a /48, a typical site)."""
+
+
+def source_prefix(host: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of ``host``, as a string key.
+
+    IPv4-mapped IPv6 addresses count as their IPv4 address.  Dotted quads take a
+    fast path (no :mod:`ipaddress` parsing), since this runs once per answered
+    datagram.  Anything that is not an address is its own key.
+    """
+    if ":" not in host:
+        net, dot, _ = host.rpartition(".")
+        if dot and net.count(".") == 2:
+            return net
+        return host
+    try:
+        ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.ipv4_mapped is not None:
+        return source_prefix(str(ip.ipv4_mapped))
+    return str(ipaddress.IPv6Network((int(ip) >> (128 - IPV6_PREFIX) << (128 - IPV6_PREFIX), IPV6_PREFIX)))
 
 
 def _finite(name: str, value: float) -> float:
@@ -240,3 +271,64 @@ class LogBudget:
             return True
         self.suppressed += 1
         return False
+
+
+class SourceShares:
+    """:class:`ShareLimiter` per source IP and per source prefix (/24, /48) at once.
+
+    Per-IP shares alone let a handful of addresses in one network take every slot
+    (six IPs took all 100 joined-circuit slots of a relay); a prefix share caps what
+    one operator's network can hold, while other networks keep the rest.
+    """
+
+    PREFIX_SHARE_EXCEEDED: Final = "prefix share exceeded"
+
+    def __init__(self, capacity: int, ip_share: float, prefix_share: float) -> None:
+        """:raises ValueError: as :class:`ShareLimiter` for either share."""
+        self.by_ip = ShareLimiter(capacity, ip_share)
+        self.by_prefix = ShareLimiter(capacity, prefix_share)
+
+    def try_acquire(self, host: str) -> str | None:
+        """Take a slot for ``host``; ``None`` or the refusal reason (``full``, ``source share
+        exceeded``, ``prefix share exceeded``)."""
+        refusal = self.by_ip.try_acquire(host)
+        if refusal is not None:
+            return refusal
+        if self.by_prefix.try_acquire(source_prefix(host)) is not None:
+            self.by_ip.release(host)
+            return self.PREFIX_SHARE_EXCEEDED
+        return None
+
+    def release(self, host: str) -> None:
+        """Give back the slot of ``host``.  :raises ValueError: ``host`` holds none."""
+        self.by_ip.release(host)
+        self.by_prefix.release(source_prefix(host))
+
+    @property
+    def total(self) -> int:
+        """Slots held by all sources."""
+        return self.by_ip.total
+
+
+class AnswerBudget:
+    """How many answers a node may send to unauthenticated sources: per prefix and in total.
+
+    UDP sources are spoofable, so an answer to an unauthenticated datagram is a
+    datagram aimed at whoever the sender names.  Each answer takes a token from the
+    bucket of the source's /24 (/48) and from a node-wide bucket; without both, no
+    answer goes out (DESIGN.md property 14; QUIC's anti-amplification limit, RFC 9000
+    section 8, is the same idea per address).  Memory is bounded by ``max_keys``.
+    """
+
+    def __init__(self, rate: float, burst: float, total_rate: float, total_burst: float,
+                 max_keys: int = 4096) -> None:
+        """``rate``/``burst`` per prefix, ``total_rate``/``total_burst`` for the node (answers
+        per second, answers).  :raises ValueError: as :class:`TokenBucket`."""
+        self.per_prefix = KeyedTokenBuckets(rate, burst, max_keys)
+        self.total = TokenBucket(total_rate, total_burst, 0.0)
+
+    def allow(self, host: str, now: float) -> bool:
+        """Whether one answer to ``host`` may go out at ``now`` (takes the tokens if so)."""
+        if self.total.tokens(now) < 1.0 or not self.per_prefix.take(source_prefix(host), now):
+            return False
+        return self.total.take(now)

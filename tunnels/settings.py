@@ -55,10 +55,18 @@ class TunnelSettings:
 
     max_joined_share: float = 0.25
     """Fraction of ``max_joined_circuits`` one source address may hold."""
+    max_joined_prefix_share: float = 0.5
+    """Fraction of ``max_joined_circuits`` one source network (/24 IPv4, /48 IPv6) may hold."""
     create_rate: float = 5.0
-    """CREATE cells accepted per second from one source address (token bucket)."""
+    """CREATE cells accepted per second from one source address (token bucket); a source
+    network (/24, /48) gets twice this rate and burst."""
     create_burst: int = 50
     """Burst size of the per-source CREATE token bucket."""
+    create_rate_total: float = 100.0
+    """CREATE cells a relay accepts per second from all sources together: the handshakes
+    (public-key work, about 0.1 ms each) it is willing to do."""
+    create_burst_total: int = 200
+    """Burst size of the node-wide CREATE token bucket."""
     build_timeout: float = 10.0
     """Seconds a circuit may take to build before the attempt is abandoned."""
     exit_ports: tuple[int, ...] = ()
@@ -87,10 +95,14 @@ class TunnelSettings:
         _check_int("max_traffic", self.max_traffic, 1)
         if not isinstance(self.become_exitnode, bool):
             raise TypeError(f"become_exitnode must be a bool, got {type(self.become_exitnode).__name__}")
-        if not 0 < self.max_joined_share <= 1:
-            raise ValueError(f"max_joined_share must be in (0, 1], got {self.max_joined_share}")
+        for name in ("max_joined_share", "max_joined_prefix_share"):
+            share = getattr(self, name)
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {share!r}")
         _check_seconds("create_rate", self.create_rate)
         _check_int("create_burst", self.create_burst, 1)
+        _check_seconds("create_rate_total", self.create_rate_total)
+        _check_int("create_burst_total", self.create_burst_total, 1)
         _check_seconds("build_timeout", self.build_timeout)
         if not isinstance(self.exit_ports, tuple):
             raise TypeError("exit_ports must be a tuple of ports")

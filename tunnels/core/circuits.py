@@ -7,7 +7,7 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
 from ..crypto.onion import MAX_SEQ, HopKeys, new_counter
-from ..crypto.replay import ReplayWindow
+from ..crypto.replay import DuplicateFilter, ReplayWindow
 from ..wire.cells import CELL_SIZE, relay_prefix
 from ..wire.fragments import ID_SPACE, new_datagram_id
 from .flow import FlowWindow
@@ -177,7 +177,7 @@ class JoinedCircuit:
     """A circuit of someone else that we relay (and maybe exit) for."""
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
-                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seq", "created", "cells_forward",
+                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seen", "bwd_seq", "created", "cells_forward",
                  "cells_backward", "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
                  "next_prefix", "datagram_id", "reassembly")
 
@@ -193,6 +193,8 @@ class JoinedCircuit:
         self.hop_keys: HopKeys | None = None
         self.key_used = False
         self.fwd_window = ReplayWindow()
+        self.bwd_seen: DuplicateFilter | None = None
+        """Fingerprints of backward cells from the next hop (made on the first one)."""
         self.bwd_seq = new_counter()
         self.created = now
         self.cells_forward = 0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError
-from ..ratelimit import KeyedTokenBuckets
+from ..ratelimit import AnswerBudget, KeyedTokenBuckets
 from ..wire.cells import CellType, frame
 from ..wire.relay import RelayCommand
 from ..crypto.service_keys import member_id, verify_record
@@ -33,6 +33,11 @@ PENDING_TIMEOUT = 30.0
 ANNOUNCE_INTERVAL = 300.0
 INTRO_RATE = 25.0
 INTRO_BURST = 200.0
+ANSWER_RATE, ANSWER_BURST = 25.0, 50.0
+"""INTRODUCE_ACKs per second (and burst) to one source network: a link INTRODUCE is
+unauthenticated, so its answer must be budgeted (DESIGN.md property 14)."""
+ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL = 100.0, 200.0
+"""INTRODUCE_ACKs per second (and burst) from this node."""
 STATUS_UNKNOWN_SERVICE = 1
 
 
@@ -54,6 +59,8 @@ class HiddenRelay:
         self.at_last_hop: OrderedDict[bytes, tuple[JoinedCircuit, Address, float]] = OrderedDict()
         self.at_intro: OrderedDict[bytes, tuple[Address, float]] = OrderedDict()
         self.intro_rate = KeyedTokenBuckets(INTRO_RATE, INTRO_BURST, max_keys=MAX_SERVICES)
+        self.answers = AnswerBudget(ANSWER_RATE, ANSWER_BURST, ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL)
+        """One token per link INTRODUCE we act on: each draws at most one INTRODUCE_ACK (one cell)."""
 
     def now(self) -> float:
         return float(self.relay.clock.seconds())
@@ -153,11 +160,20 @@ class HiddenRelay:
         self.relay.send(request.intro, frame(CellType.INTRODUCE, _link_id(), forward.encode()))
 
     def on_link_introduce(self, source: Address, payload: bytes) -> None:
-        """At the intro point: a seeker's introduction from its last hop."""
+        """At the intro point: a seeker's introduction from its last hop.
+
+        The source is not authenticated (any datagram can claim to be a last hop), so an
+        introduction is only acted on within :attr:`answers`: it draws one INTRODUCE_ACK at
+        most, now (unknown service) or when the member replies, and that cell is the size
+        of the INTRODUCE cell.
+        """
         try:
             request = Introduce.decode(payload[:20 + 8 + 20 + 32], with_intro=False)
         except DecodeError:
             self.stats.drop("malformed_introduce")
+            return
+        if not self.answers.allow(source[0], self.now()):
+            self.stats.drop("introduce_withheld")
             return
         members = [r for r in self.intros.get(request.dht_key, []) if member_id(r[1]) != request.seeker_member]
         if not members or len(self.at_intro) >= MAX_PENDING:

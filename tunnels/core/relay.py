@@ -17,10 +17,11 @@ from .circuits import JoinedCircuit, KeyCache
 from ..crypto import ntor
 from ..crypto.onion import HEADER_SIZE, IntegrityError, ReplayError, add_backward, originate_backward, \
     peel_forward
+from ..crypto.replay import DuplicateFilter
 from ..errors import DecodeError, HandshakeError
 from ..exit.policy import refusal_kind
 from ..exit.refusals import DATAGRAM_TOO_LARGE, NOT_AN_EXIT
-from ..ratelimit import KeyedTokenBuckets, ShareLimiter
+from ..ratelimit import AnswerBudget, KeyedTokenBuckets, SourceShares, TokenBucket, source_prefix
 from .reassembly import ReassemblyBuffer
 from .routing import LinkTable, Role
 from ..wire import relay as msg
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
     from ..stats import Stats
 
 Address = tuple[str, int]
+
+REFUSAL_RATE = 5.0
+"""DESTROY answers per second to one source network (/24, /48) for refused CREATEs."""
+REFUSAL_BURST = 20.0
+REFUSAL_RATE_TOTAL = 100.0
+"""DESTROY answers per second for refused CREATEs, all sources together."""
+REFUSAL_BURST_TOTAL = 200.0
+
 
 class RelayRole:
     """Circuits we carry for others: CREATE, forwarding both ways, EXTEND, exit, teardown."""
@@ -62,12 +71,25 @@ class RelayRole:
         self.hidden: Any = None
         """The :class:`~tunnels.core.hs_relay.HiddenRelay` duties, set by the community."""
         self.create_buckets = KeyedTokenBuckets(settings.create_rate, settings.create_burst, max_keys=4096)
-        self.shares = ShareLimiter(max(1, settings.max_joined_circuits), settings.max_joined_share)
+        self.create_prefix_buckets = KeyedTokenBuckets(2 * settings.create_rate, 2 * settings.create_burst,
+                                                       max_keys=4096)
+        self.create_total = TokenBucket(settings.create_rate_total, settings.create_burst_total, clock.seconds())
+        self.shares = SourceShares(max(1, settings.max_joined_circuits), settings.max_joined_share,
+                                   settings.max_joined_prefix_share)
+        self.refusals = AnswerBudget(REFUSAL_RATE, REFUSAL_BURST, REFUSAL_RATE_TOTAL, REFUSAL_BURST_TOTAL)
 
     # --- CREATE -------------------------------------------------------------------------
 
     def on_create(self, source: Address, circuit_id: int, payload: bytes) -> None:
-        """Join a circuit (or refuse with a DESTROY); never overwrites a bound id."""
+        """Join a circuit (or refuse it); never overwrites a bound id.
+
+        Everything that can be refused without public-key work is refused first, cheapest
+        first: a bound id, a malformed CREATE, a CREATE for another relay, no capacity, the
+        CREATE token buckets (per source IP, per source network, node-wide), the table
+        bound and the per-IP and per-network shares.  Only then does the ntor handshake
+        run.  A refusal is answered with a DESTROY only within :attr:`refusals` (the
+        source may be spoofed: an unbudgeted answer would make us a reflector).
+        """
         if self.table.get(source, circuit_id) is not None:
             self.stats.drop("duplicate_create")
             return
@@ -76,32 +98,47 @@ class RelayRole:
         except DecodeError:
             self.stats.drop("malformed_create")
             return
+        host = source[0]
+        now = self.clock.seconds()
         refusal = None
         if self.settings.max_joined_circuits == 0:
             refusal = "not_a_relay"
-        elif not self.create_buckets.take(source[0], self.clock.seconds()):
+        elif create.node_id != self.node_id or create.onion_key != self.onion_key:
+            refusal = "wrong_relay"
+        elif not self.create_buckets.take(host, now):
             refusal = "create_rate"
+        elif not self.create_prefix_buckets.take(source_prefix(host), now):
+            refusal = "create_rate_prefix"
+        elif not self.create_total.take(now):
+            refusal = "create_rate_total"
         elif self.table.full():
             refusal = "table_full"
         else:
-            refusal = self.shares.try_acquire(source[0])
+            refusal = self.shares.try_acquire(host)
         if refusal is not None:
             self.stats.note(f"create_refused_{refusal.replace(' ', '_')}")
-            self.send(source, frame(CellType.DESTROY, circuit_id, create.token))
+            self.refuse_create(source, circuit_id, create.token, now)
             return
         try:
             server_key, auth, material = ntor.server(self.identity, self.node_id, create.node_id,
                                                      create.onion_key, create.client_key)
         except HandshakeError:
-            self.shares.release(source[0])
+            self.shares.release(host)
             self.stats.note("create_refused_handshake")
-            self.send(source, frame(CellType.DESTROY, circuit_id, create.token))
+            self.refuse_create(source, circuit_id, create.token, now)
             return
-        circuit = JoinedCircuit(source, circuit_id, create.token, material, self.clock.seconds())
+        circuit = JoinedCircuit(source, circuit_id, create.token, material, now)
         self.table.add(source, circuit_id, Role.FROM_PREV, circuit)
         self.joined.add(circuit)
         self.stats.note("circuits_joined")
         self.send(source, frame(CellType.CREATED, circuit_id, Created(server_key, auth).encode()))
+
+    def refuse_create(self, source: Address, circuit_id: int, token: bytes, now: float) -> None:
+        """Answer a refused CREATE with a DESTROY (one cell for one cell), within the budget."""
+        if self.refusals.allow(source[0], now):
+            self.send(source, frame(CellType.DESTROY, circuit_id, token))
+        else:
+            self.stats.drop("destroy_withheld")
 
     # --- cells on joined circuits -------------------------------------------------------
 
@@ -124,7 +161,18 @@ class RelayRole:
             self.at_end(circuit, payload[HEADER_SIZE:])
 
     def backward(self, circuit: JoinedCircuit, cell: bytes) -> None:
-        """A backward cell from the next hop: add our layer and pass it towards the originator."""
+        """A backward cell from the next hop: add our layer and pass it towards the originator.
+
+        We cannot authenticate it (the keys of later hops are not ours), but an exact copy of
+        a cell we already passed on is dropped here, before it costs any further bandwidth
+        (:class:`~tunnels.crypto.replay.DuplicateFilter`; doc/protocol.md section 3).
+        """
+        seen = circuit.bwd_seen
+        if seen is None:
+            seen = circuit.bwd_seen = DuplicateFilter()
+        if seen.seen(cell[6:14]):
+            self.stats.drop("backward_duplicate")
+            return
         circuit.cells_backward += 1
         self.send(circuit.prev_address, circuit.prev_prefix +
                   add_backward(self.key_cache.keys(circuit), circuit.next_bwd_seq(), cell[6:]))

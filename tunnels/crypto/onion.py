@@ -21,10 +21,13 @@ value at two hops, and the cell keeps its size.
 
 Backward (last hop -> originator): the last hop encrypts its message with
 AES-GCM under its own counter and fills the header with junk derived from its
-key; each relay on the way adds a layer (GCM over the body, a new slot in front,
-the last slot dropped, the rest re-encrypted).  The originator removes every
-layer, checks every tag and checks that the surviving junk is what the last hop's
-key predicts, so nothing a relay alters is delivered.
+key; each relay on the way adds a layer: GCM over the body with **the slot it
+drops from the end of the header as associated data**, a new slot in front, the
+rest of the header re-encrypted.  The originator removes every header layer,
+checks that the surviving junk is what the last hop's key predicts, recomputes
+from that junk every slot the relays dropped (as Sphinx computes its filler) and
+then checks every GCM tag.  So every bit of a backward cell is authenticated:
+nothing a relay or a link alters is delivered.
 
 All (key, nonce) pairs are unique: each key belongs to one hop and one direction
 and its nonce is that direction's own 64-bit counter.
@@ -186,35 +189,61 @@ def originate_backward(keys: HopKeys, seq: int, body: bytes) -> bytes:
 
 
 def add_backward(keys: HopKeys, seq: int, payload: bytes) -> bytes:
-    """A relay's layer on a backward cell from the next hop."""
+    """A relay's layer on a backward cell from the next hop.
+
+    The slot dropped from the end of the header is the GCM layer's associated data,
+    so the originator, who can recompute it, checks those bytes too.
+    """
     seq8 = seq.to_bytes(8, "big")
-    sealed = keys.bwd_aead.encrypt(_nonce(seq8), payload[HEADER_SIZE:], None)
-    return keys.bwd_hdr_enc.update(seq8 + _ZERO8 + sealed[-16:] + payload[:HEADER_SIZE - SLOT]) + sealed[:-16]
+    kept = HEADER_SIZE - SLOT
+    sealed = keys.bwd_aead.encrypt(_nonce(seq8), payload[HEADER_SIZE:], payload[kept:HEADER_SIZE])
+    return keys.bwd_hdr_enc.update(seq8 + _ZERO8 + sealed[-16:] + payload[:kept]) + sealed[:-16]
+
+
+def dropped_slots(hops: Sequence[HopKeys], junk: bytes) -> list[bytes]:
+    """The slot each relay of ``hops`` dropped from a backward cell whose last hop wrote ``junk``.
+
+    The last hop's header behind its own slot is ``E_n(junk)`` (ECB works block by
+    block); relay *i* drops the last slot of what reaches it and re-encrypts the rest
+    under its own header key.  ``result[i]`` is what ``hops[i]`` dropped, for every
+    hop but the last (which drops nothing).
+    """
+    tail = hops[-1].bwd_hdr_enc.update(junk)
+    dropped = [b""] * (len(hops) - 1)
+    for i in range(len(hops) - 2, -1, -1):
+        dropped[i] = tail[-SLOT:]
+        if i:
+            tail = hops[i].bwd_hdr_enc.update(tail[:-SLOT])
+    return dropped
 
 
 def unwrap_backward(hops: Sequence[HopKeys], windows: Sequence[object], payload: bytes) -> tuple[list[int], bytes]:
     """Remove every layer of a backward cell from the last of ``hops``.
 
     Returns the per-hop sequence numbers (for the caller to mark once accepted)
-    and the body.  Raises :class:`ReplayError` or :class:`IntegrityError`.
+    and the body.  Raises :class:`ReplayError` or :class:`IntegrityError`; in
+    either case nothing is marked and nothing is delivered.
     """
-    header, body = payload[:HEADER_SIZE], payload[HEADER_SIZE:]
-    seqs = []
-    seq8 = b""
+    header = payload[:HEADER_SIZE]
+    slots = []
     for keys, window in zip(hops, windows):
         x = keys.bwd_hdr_dec.update(header)
         if x[8:16] != _ZERO8:
             raise IntegrityError("bad backward slot")
         seq8 = x[:8]
-        seq = int.from_bytes(seq8, "big")
-        if not window.check(seq):  # type: ignore[attr-defined]
+        if not window.check(int.from_bytes(seq8, "big")):  # type: ignore[attr-defined]
             raise ReplayError("replayed backward cell")
-        try:
-            body = keys.bwd_aead.decrypt(_nonce(seq8), body + x[16:32], None)
-        except InvalidTag:
-            raise IntegrityError("backward layer failed authentication") from None
-        seqs.append(seq)
+        slots.append((seq8, x[16:32]))
         header = x[SLOT:]
-    if header != hops[-1].junk(seq8)[:len(header)]:
+    junk = hops[-1].junk(slots[-1][0])
+    if header != junk[:len(header)]:
         raise IntegrityError("backward header junk was altered")
-    return seqs, body
+    dropped = dropped_slots(hops, junk) if len(hops) > 1 else []
+    body = payload[HEADER_SIZE:]
+    last = len(hops) - 1
+    try:
+        for i, (keys, (seq8, tag)) in enumerate(zip(hops, slots)):
+            body = keys.bwd_aead.decrypt(_nonce(seq8), body + tag, dropped[i] if i < last else None)
+    except InvalidTag:
+        raise IntegrityError("backward layer failed authentication") from None
+    return [int.from_bytes(seq8, "big") for seq8, _ in slots], body
