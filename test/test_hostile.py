@@ -123,6 +123,44 @@ class HostileInputTests(NetworkTestCase):
         await wait_for(lambda: not self.joined(), 5)
 
     @async_test
+    async def test_backward_flips_in_dropped_bytes_rejected(self) -> None:
+        """Backward cells with a bit flipped in the header bytes later relays drop (cell offsets
+        102-165 on the exit's link, 134-165 on the middle's, on 3 hops) were accepted and
+        delivered; now the originator rejects them and closes the circuit.  A flipped mark byte
+        is counted by the transport instead of vanishing into IPv8."""
+        cases = [(2, 102), (2, 133), (2, 165), (1, 134), (1, 165), (0, 0)]
+        for hop, offset in cases:
+            circuit = await self.build(3)
+            node = next(n for n in self.net.nodes if n.address == circuit.hops[hop].address)
+            to = circuit.hops[hop - 1].address if hop else self.net.clients[0].address
+            original = node.endpoint._write
+            flipped: list[int] = []
+
+            def tamper(data: bytes, address: tuple[str, int], original: Any = original, offset: int = offset,
+                       to: Any = to, flipped: list[int] = flipped) -> Any:
+                if not flipped and address == to and data[0] == CELL_MARK and data[1] == CellType.RELAY:
+                    flipped.append(offset)
+                    data = data[:offset] + bytes((data[offset] ^ (1 << offset % 8),)) + data[offset + 1:]
+                return original(data, address)
+            node.endpoint._write = tamper
+            integrity = self.client.stats.drops["integrity"]
+            not_ours = self.client.stats.drops["not_ours"]
+            got: list[bytes] = []
+            self.client.add_data_handler(lambda c, source, data, circuit=circuit: c is circuit and got.append(data))
+            self.client.tunnel_data(circuit, self.net.echo_address, "data", b"flip %d" % offset)
+            if offset == 0:
+                await wait_for(lambda: self.client.stats.drops["not_ours"] == not_ours + 1, 5,
+                               what="the mark flip counted")
+            else:
+                await wait_for(lambda: circuit.state is CircuitState.CLOSED, 5, what=f"offset {offset} rejected")
+                self.assertEqual(self.client.stats.drops["integrity"], integrity + 1)
+                self.assertEqual(circuit.close_reason, "integrity")
+            node.endpoint._write = original
+            self.assertEqual(flipped, [offset])
+            self.assertEqual(got, [])
+            self.client.remove_circuit(circuit)
+
+    @async_test
     async def test_create_with_bound_id_and_forged_destroy(self) -> None:
         """A CREATE reusing a bound id is dropped; a DESTROY without the link token is dropped."""
         circuit, first = await self._setup()
