@@ -105,6 +105,28 @@ class TwistdTests(SynchronousTestCase):
         with open(key_file, "rb") as f:
             self.assertEqual(f.read(), first)
 
+    def test_guards_kept_next_to_the_key_file(self) -> None:
+        """The guards in <key>.guards are loaded at start (shown in the status) and still there
+        after the process stopped; a corrupt guard file is moved aside, not fatal."""
+        key_file = os.path.abspath(self.mktemp()) + ".key"
+        guard_file = key_file[:-len(".key")] + ".guards"
+        ids = ["%040x" % (i + 1) for i in range(4)]
+        with open(guard_file, "w", encoding="utf-8") as f:
+            json.dump({"version": 1, "guards": [{"node_id": i, "added_on": time.time() - 100, "confirmed_on": None,
+                                                 "unlisted_since": None} for i in ids]}, f)
+        status, log = self.run_node(key_file)
+        self.assertEqual(status["entry_guards"], [i[:16] for i in ids[:3]])
+        self.assertIn("Loaded 4 entry guards", log)
+        with open(guard_file, encoding="utf-8") as f:
+            self.assertEqual([g["node_id"] for g in json.load(f)["guards"]], ids)
+        with open(guard_file, "w", encoding="utf-8") as f:
+            f.write("{not json")
+        status, log = self.run_node(key_file)
+        self.assertEqual(status["entry_guards"], [])
+        self.assertIn("Guard file unusable", log)
+        with open(guard_file + ".corrupt", encoding="utf-8") as f:
+            self.assertEqual(f.read(), "{not json")
+
     def test_refuses_default_reactor(self) -> None:
         """Without --reactor=asyncio twistd exits non-zero with a one-line explanation."""
         proc = twistd(["-n", "--pidfile=", "tunnels", "--key-file", os.path.abspath(self.mktemp())], CHECKOUT)

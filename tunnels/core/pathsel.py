@@ -2,14 +2,17 @@
 """Path selection: the originator picks every hop from its own view of the network.
 
 Rules: distinct peers at distinct addresses; the last hop of a data circuit is a
-peer that advertises exit ability; for longer circuits the first hop is not an
-exit (exits see destinations, so an exit as first hop would see both ends);
-hops come from distinct /16 networks where the candidates allow it.
+peer that advertises exit ability; for longer circuits the first hop is one of our
+entry guards (:mod:`tunnels.core.guards`), which are not exits where possible (exits
+see destinations, so an exit as first hop would see both ends); a hidden-service
+circuit of three hops or more takes its second hop from the layer-2 vanguards; hops
+come from distinct /16 networks where the candidates allow it.
 """
 from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntFlag
 
@@ -56,30 +59,49 @@ def _pick(pool: list[Candidate], chosen: list[Candidate], rng: random.Random) ->
 
 
 def select_path(candidates: list[Candidate], hops: int, need_exit: bool, rng: random.Random,
-                exclude: frozenset[bytes] = frozenset(), last: Candidate | None = None) -> list[Candidate] | None:
+                exclude: frozenset[bytes] = frozenset(), last: Candidate | None = None,
+                guards: Sequence[Candidate] | None = None,
+                layer2: Sequence[Candidate] = ()) -> list[Candidate] | None:
     """Choose ``hops`` distinct relays, or None if our view of the network is too small.
 
     ``last`` fixes the last hop (an introduction or rendezvous point); ``exclude`` lists
-    node ids that must not appear anywhere else on the path.
+    node ids that must not appear anywhere else on the path.  ``guards`` (best first)
+    gives the entry guards a path of two hops or more must start at: the first one
+    allowed here is taken, and with none allowed there is no path.  Without ``guards``
+    the first hop is any non-exit relay (unit tests and relays' own needs).  ``layer2``
+    gives the vanguards the second hop of a path of three hops or more comes from (any
+    relay if none of them fits).
     """
     if hops < 1:
         raise ValueError("a path needs at least one hop")
     pool = [c for c in candidates if c.node_id not in exclude and (last is None or c.node_id != last.node_id)]
     relays = [c for c in pool if PeerFlag.RELAY in c.flags]
     exits = [c for c in pool if PeerFlag.EXIT in c.flags]
+    first = None
+    if hops > 1 and guards is not None:
+        allowed = {c.node_id for c in pool}
+        for guard in (g for g in guards if g.node_id in allowed):  # the best guard a last hop fits
+            end = last or _pick(exits if need_exit else relays, [guard], rng)
+            if end is not None and end.address != guard.address:
+                first, last = guard, end
+                break
+        if first is None:
+            return None
     if last is None:
         last = _pick(exits if need_exit else relays, [], rng)
     if last is None:
         return None
     if hops == 1:
         return [last]
-    non_exits = [c for c in relays if PeerFlag.EXIT not in c.flags]
-    first = _pick(non_exits, [last], rng) or _pick(relays, [last], rng)
     if first is None:
+        non_exits = [c for c in relays if PeerFlag.EXIT not in c.flags]
+        first = _pick(non_exits, [last], rng) or _pick(relays, [last], rng)
+    if first is None or first.node_id == last.node_id or first.address == last.address:
         return None
     middle: list[Candidate] = []
-    for _ in range(hops - 2):
-        hop = _pick(relays, [first, last, *middle], rng)
+    for position in range(hops - 2):
+        hop = _pick(layer2, [first, last, *middle], rng) if position == 0 and layer2 else None
+        hop = hop or _pick(relays, [first, last, *middle], rng)
         if hop is None:
             return None
         middle.append(hop)

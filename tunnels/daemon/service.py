@@ -14,6 +14,8 @@ and the status says so; it does not stop the reactor (``twistd tunnels`` does, i
 """
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +27,8 @@ from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredica
 from twisted.python.failure import Failure
 
 from .bootstrap import fetch_bootstrap_list
+from .guardfile import GuardFileError, load_guards, save_guards
+from ..core.guards import EntryGuards
 from ..core.transport import TwistedUDPEndpoint
 from ..errors import listen_error
 from ..node import TunnelNode, start_node
@@ -52,7 +56,8 @@ class TunnelService(MultiService):
     def __init__(self, reactor: Any, *, host: str, port: int, settings: TunnelSettings, key_bin: bytes,
                  bootstrap: Sequence[Address] = (), bootstrap_urls: Sequence[str] = (), trust_root: Any = None,
                  testnet: bool = False, status_interval: float = 60.0,
-                 log_level: LogLevel = LogLevel.info, port_label: str = "the node's UDP port") -> None:
+                 log_level: LogLevel = LogLevel.info, port_label: str = "the node's UDP port",
+                 guard_file: str | None = None) -> None:
         super().__init__()
         self.reactor = reactor
         self.host = host
@@ -64,6 +69,8 @@ class TunnelService(MultiService):
         self.trust_root = trust_root
         self.testnet = testnet
         self.status_interval = status_interval
+        self.guard_file = guard_file
+        """Where the entry guards are kept across restarts (None: in memory only)."""
         self.log = leveled_logger(log_level)
         self.port_label = port_label
         self.endpoint: TwistedUDPEndpoint | None = None
@@ -136,7 +143,37 @@ class TunnelService(MultiService):
         if not self.running:
             raise ServiceStopped()
         return start_node(self.reactor, bootstrap=peers, settings=self.settings, testnet=self.testnet,
-                          key_bin=self.key_bin, endpoint=self.endpoint)
+                          key_bin=self.key_bin, endpoint=self.endpoint,
+                          guards=self._load_guards())
+
+    def _load_guards(self) -> EntryGuards | None:
+        """The entry guards from :attr:`guard_file`; an unusable file is moved aside (as Tor
+        treats a corrupt state file) and new guards are sampled."""
+        if self.guard_file is None:
+            return None
+        try:
+            stored = load_guards(self.guard_file)
+        except GuardFileError as e:
+            aside = self.guard_file + ".corrupt"
+            try:
+                os.replace(self.guard_file, aside)
+            except OSError:
+                aside = "(could not move it)"
+            self.log.warn("Guard file unusable, moved to {aside}; sampling new guards: {error}", aside=aside,
+                          error=str(e))
+            stored = []
+        else:
+            if stored:
+                self.log.info("Loaded {count} entry guards from {path}", count=len(stored), path=self.guard_file)
+        return EntryGuards(random.SystemRandom(), stored, on_change=self._save_guards)
+
+    def _save_guards(self, guards: EntryGuards) -> None:
+        if self.guard_file is None:
+            return
+        try:
+            save_guards(self.guard_file, guards.sampled)
+        except OSError as e:
+            self.log.warn("Cannot save entry guards to {path}: {error}", path=self.guard_file, error=str(e))
 
     def _started(self, node: TunnelNode) -> None:
         self.node = node
@@ -190,6 +227,7 @@ class TunnelService(MultiService):
             # bound but never started (a sibling failed to bind, or the start failed)
             return None if endpoint is None else Deferred.fromFuture(endpoint.close())
         community = node.community
+        self._save_guards(community.guards)
         self.log.info("Stopping: destroying {circuits} circuits and {joined} joined circuits, closing sockets",
                       circuits=len(community.circuits), joined=len(community.joined_circuits))
         d = node.stop()

@@ -80,6 +80,7 @@ def node_status(node: Any, now: float, started: float | None = None) -> dict[str
         "events": events,
         "flow": flow_summary([c.flow for c in circuits] + [c.flow for c in joined]),
         "guards": _hops_in_use(circuits, 0),
+        "entry_guards": [node_id.hex()[:NODE_ID_CHARS] for node_id in community.guards.primary()],
         "exits": _hops_in_use([c for c in circuits if c.purpose == "data"], -1),
         "dht": _dht(community),
         "hidden": _hidden(community),

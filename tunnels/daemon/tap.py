@@ -20,6 +20,7 @@ from twisted.logger import LogLevel
 from twisted.python import usage
 
 from .bootstrap import Address, check_url, parse_address
+from .guardfile import guard_path
 from ..settings import TunnelSettings
 from ..version import version_line
 
@@ -91,6 +92,8 @@ class Options(usage.Options):
         ["status-interface", None, "127.0.0.1", "IP address the status port listens on."],
         ["status-interval", None, "60", "Seconds between status lines in the log (0: none)."],
         ["key-file", None, "./txtunnels.key", "Identity key file, created with mode 0600 if missing."],
+        ["guard-file", None, None, "Entry-guard file, kept across restarts (default: the key file's name "
+                                   "with .guards, e.g. ./txtunnels.guards)."],
         ["max-joined-circuits", None, str(TunnelSettings().max_joined_circuits),
          "Most circuits of others to relay at once (0: relay none)."],
         ["socks5-port", None, None, "Base TCP port of the SOCKS5 UDP front ends on 127.0.0.1: one per hop count, "
@@ -170,6 +173,10 @@ class Options(usage.Options):
             self["socks5-port"] = parse_port(self["socks5-port"], "--socks5-port", 0, 65536 - len(SOCKS5_HOPS))
         if not self["key-file"]:
             raise ValueError("--key-file must not be empty")
+        if self["guard-file"] is None:
+            self["guard-file"] = guard_path(self["key-file"])
+        elif not self["guard-file"]:
+            raise ValueError("--guard-file must not be empty")
         level = str(self["log-level"]).lower()
         if level not in LOG_LEVELS:
             raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self['log-level']!r}")
@@ -226,7 +233,7 @@ def make_service(options: Options, reactor: Any) -> IService:
                             key_bin=key_bin, bootstrap=bootstrap, bootstrap_urls=options["bootstrap-url"],
                             trust_root=trust_root, testnet=bool(options["testnet"]),
                             status_interval=options["status-interval"], log_level=options["log-level"],
-                            port_label="--port")
+                            port_label="--port", guard_file=options["guard-file"])
     if options["status-port"] is not None:
         StatusService(reactor, service.status, options["status-port"], options["status-interface"],
                       label="--status-port").setServiceParent(service)
