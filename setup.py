@@ -24,6 +24,7 @@ setup(
         "fastbencode>=0.3",
         "prometheus-client>=0.17",
     ],
-    extras_require={"test": ["hypothesis>=6.100", "libtorrent==2.1.1", "treq>=23.1"], "bench": ["pyipv8>=3.2,<4"]},
+    extras_require={"test": ["hypothesis>=6.100", "libtorrent==2.1.1", "treq>=23.1"], "bench": ["pyipv8>=3.2,<4"],
+                    "fuzz": ["atheris>=2.3", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["txtunnels = tunnels.cli:main"]},
 )

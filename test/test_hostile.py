@@ -10,6 +10,7 @@ from twisted.internet.protocol import DatagramProtocol
 from tunnels.core.circuits import CircuitState
 from tunnels.errors import CircuitBuildFailed
 from tunnels.wire.cells import CELL_MARK, CELL_SIZE, CellType, Create, frame
+from tunnels.wire.relay import RelayCommand
 from test.netcase import NetworkTestCase
 from test.util import async_test, wait_for
 
@@ -159,6 +160,19 @@ class HostileInputTests(NetworkTestCase):
             self.assertEqual(flipped, [offset])
             self.assertEqual(got, [])
             self.client.remove_circuit(circuit)
+
+    @async_test
+    async def test_destinations_the_relay_could_not_name_back(self) -> None:
+        """Found by fuzzing: DATA to a hostname with a NUL byte, or of 254 bytes, decoded fine but
+        could not be encoded in the refusal, so one cell made any last hop log a traceback.
+        Now the decoder refuses what the encoder cannot send: a counted drop, no exception."""
+        circuit = await self.build(1)
+        last = next(n for n in self.net.nodes if n.address == circuit.hops[0].address).community
+        for name in (b"a\x00b", b"a" * 254):
+            self.client.origin.send_message(circuit, RelayCommand.DATA, b"\x03" + bytes((len(name),)) + name + b"\x00\x35x")
+        await wait_for(lambda: last.stats.drops["malformed_data"] == 2, 5)
+        self.assertEqual(last.stats.drops["internal_error"], 0)
+        self.assertTrue(circuit.ready)
 
     @async_test
     async def test_create_with_bound_id_and_forged_destroy(self) -> None:

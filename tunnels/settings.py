@@ -2,6 +2,7 @@
 """TunnelSettings: the seed's policy knobs as a frozen, validated value."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 MAX_HOPS = 5
@@ -23,8 +24,8 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> N
 def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value}")
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,8 +6,10 @@ A relay message is the plaintext body of an onion cell (:data:`BODY_SIZE` bytes)
     command (1) | length (2) | data (length) | zero padding
 
 Destinations and sources are encoded as ``kind (1) | address | port (2)`` with kind
-4 (IPv4, 4 bytes), 6 (IPv6, 16 bytes) or 3 (hostname: length byte + ASCII name).
-Decoding is total: it returns a value or raises :class:`DecodeError`.
+4 (IPv4, 4 bytes), 6 (IPv6, 16 bytes) or 3 (hostname: length byte + 1..253 bytes of
+printable ASCII without spaces).  Decoding is total: it returns a value or raises
+:class:`DecodeError`, and it accepts only what :func:`encode_address` produces, so a
+decoded address can always be sent back (an exit's refusal names it).
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from .fragments import PIECE_HEADER, pieces_needed, split
 MESSAGE_HEADER = 3
 MAX_MESSAGE_DATA = BODY_SIZE - MESSAGE_HEADER
 """Bytes of data one relay message (one cell) carries."""
+MAX_HOSTNAME = 253
+"""Longest hostname on the wire (RFC 1035's limit for a name in text form)."""
+_HOSTNAME_BYTES = bytes(range(0x21, 0x7F))
+"""Bytes a hostname may hold: printable ASCII, no space (no NUL, which would end a C string)."""
 DATA_CHUNK = MAX_MESSAGE_DATA - PIECE_HEADER
 """Bytes of a DATA message one DATA_FRAGMENT cell carries (:mod:`tunnels.wire.fragments`)."""
-MAX_ADDRESS = 1 + 1 + 253 + 2
+MAX_ADDRESS = 1 + 1 + MAX_HOSTNAME + 2
 """Longest encoded address: a 253-byte hostname."""
 
 
@@ -113,8 +119,8 @@ def encode_address(host: str, port: int) -> bytes:
     except OSError:
         pass
     name = host.encode("ascii")
-    if not 0 < len(name) <= 253:
-        raise ValueError(f"bad hostname length {len(name)}")
+    if not 0 < len(name) <= MAX_HOSTNAME or name.translate(None, _HOSTNAME_BYTES):
+        raise ValueError(f"bad hostname {host!r}: 1..{MAX_HOSTNAME} printable ASCII characters, no spaces")
     return b"\x03" + bytes((len(name),)) + name + port.to_bytes(2, "big")
 
 
@@ -133,10 +139,10 @@ def decode_address(data: bytes, offset: int = 0) -> tuple[tuple[str, int], int]:
         if len(data) <= offset + 1:
             raise DecodeError("truncated hostname")
         end = offset + 2 + data[offset + 1]
-        try:
-            host = data[offset + 2:end].decode("ascii") if len(data) >= end else ""
-        except UnicodeDecodeError:
-            raise DecodeError("hostname is not ASCII") from None
+        name = data[offset + 2:end]
+        if len(name) > MAX_HOSTNAME or name.translate(None, _HOSTNAME_BYTES):
+            raise DecodeError("hostname is not 1..253 printable ASCII characters")
+        host = name.decode("ascii") if len(data) >= end else ""
     else:
         raise DecodeError(f"unknown address kind {kind}")
     if len(data) < end + 2 or not host:
