@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ipv8.keyvault.crypto import default_eccrypto
-from ipv8.messaging.interfaces.udp.endpoint import UDPv4Address
+from ipv8.messaging.interfaces.udp.endpoint import UDPv4Address, UDPv6Address
 from ipv8.peer import Peer
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
@@ -158,3 +158,23 @@ class FloodTests(NetworkTestCase):
         self.assertLessEqual(len(victim.received), limit)
         self.assertGreaterEqual(len(victim.received), peering.PUNCTURE_BURST)
         self.assertLessEqual(max(len(d) for d in victim.received), len(request))
+
+    def test_answers_never_larger_than_requests(self) -> None:
+        """Whatever addresses are involved (IPv4, IPv6, old and new style), our introduction
+        responses fit in the smallest introduction request we answer, and our punctures in the
+        smallest puncture request we honour; our own requests are padded to those sizes."""
+        community = self.net.relays[0].community
+        v4, v6 = UDPv4Address("198.51.100.200", 65535), UDPv6Address("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 65535)
+        responses = [community.create_introduction_response(v4, v4, 65535, new_style=False)]
+        punctures = [community.create_puncture(v4, v4, 65535, new_style=False)]
+        for a in (v4, v6):
+            for b in (v4, v6):
+                responses.append(community.create_introduction_response(a, b, 65535, new_style=True))
+                punctures.append(community.create_puncture(a, b, 65535, new_style=True))
+        self.assertLessEqual(max(map(len, responses)), peering.INTRODUCTION_REQUEST_SIZE)
+        self.assertLessEqual(max(map(len, punctures)), peering.PUNCTURE_REQUEST_SIZE)
+        requests = [community.create_introduction_request(a, new_style=n) for a in (v4, v6) for n in (False, True)
+                    if not (a is v6 and not n)]
+        self.assertEqual({len(r) for r in requests}, {peering.INTRODUCTION_REQUEST_SIZE})
+        punctures_asked = [community.create_puncture_request(a, a, 1, new_style=True) for a in (v4, v6)]
+        self.assertEqual({len(r) for r in punctures_asked}, {peering.PUNCTURE_REQUEST_SIZE})

@@ -75,8 +75,9 @@ datagrams of 1.4 KB: a sender bursting at a link's speed, such as a BitTorrent s
 overflows it while the reactor is busy, and the kernel drops what we never see."""
 
 
-def listen_udp(reactor: Any, port: int, protocol: Any, interface: str) -> Any:
-    """``reactor.listenUDP`` reading whole datagrams, with room for bursts (:data:`UDP_BUFFER`).
+def listen_udp(reactor: Any, port: int, protocol: Any, interface: str, buffer: int = UDP_BUFFER) -> Any:
+    """``reactor.listenUDP`` reading whole datagrams, with room for bursts (``buffer`` bytes each
+    way, :data:`UDP_BUFFER` by default).
 
     Every UDP port txtunnels opens for traffic goes through here.  Raises what ``listenUDP``
     raises (``CannotListenError``); a kernel that refuses the larger buffers keeps its defaults.
@@ -86,7 +87,7 @@ def listen_udp(reactor: Any, port: int, protocol: Any, interface: str) -> Any:
     if sock is not None:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, option, buffer)
             except OSError:
                 pass
     return listening

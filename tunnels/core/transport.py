@@ -13,6 +13,7 @@ test networks stay on the machine even when IPv8 learns other addresses).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,13 @@ from ..stats import Stats
 from ..wire.cells import CELL_MARK
 
 Address = tuple[str, int]
+RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of socket buffer the node's port asks for each way (other ports ask for
+:data:`~tunnels.runtime.UDP_BUFFER`).  Linux doubles the value for its own accounting and caps
+it at ``net.core.rmem_max``; a 1232-byte cell takes about 2.3 KB of it, so 4 MiB holds about
+3,600 cells: some 70 ms of what a relay reads under a flood (doc/benchmarks.md, "Floods").  It
+absorbs bursts while the loop is busy; no buffer absorbs a sustained flood, and a larger one
+would only queue longer."""
 
 
 class _Protocol(DatagramProtocol):
@@ -57,6 +65,8 @@ class TwistedUDPEndpoint(Endpoint):
         self.send_errors = 0
         self.refused_off_loopback = 0
         self.loopback_only = _is_loopback(host)
+        self.receive_buffer = 0
+        """Bytes of receive buffer the kernel granted (0 until bound)."""
         self.stats = Stats()
         """Where datagrams that reach no handler are counted (the community shares its own)."""
         self.log_budget = LogBudget(reactor.seconds())
@@ -121,9 +131,15 @@ class TwistedUDPEndpoint(Endpoint):
         """
         if self._port is not None:
             return
-        self._port = listen_udp(self.reactor, self.port, _Protocol(self), self.host)
+        self._port = listen_udp(self.reactor, self.port, _Protocol(self), self.host, buffer=RECEIVE_BUFFER)
         self.port = self._port.getHost().port
         self._write = self._port.write
+        sock = getattr(self._port, "socket", None)
+        if sock is not None:
+            self.receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            if self.receive_buffer < RECEIVE_BUFFER:
+                self.log.info("UDP receive buffer is {size} bytes (asked for {asked}); raise net.core.rmem_max "
+                              "to absorb bursts", size=self.receive_buffer, asked=RECEIVE_BUFFER)
 
     def close(self) -> asyncio.Future[Any]:
         """Stop listening; returns an awaitable as IPv8 expects."""
