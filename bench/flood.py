@@ -68,7 +68,8 @@ def create_cell(circuit_id: int, node_id: bytes, onion: bytes, token: bytes | No
     from tunnels.crypto import ntor
     from tunnels.wire.cells import CellType, Create, frame
     state = ntor.client1(node_id, onion)
-    return frame(CellType.CREATE, circuit_id, Create(node_id, onion, state.client_key, token or secrets.token_bytes(16)).encode())
+    create = Create(node_id, onion, state.client_key, token or secrets.token_bytes(16))
+    return frame(CellType.CREATE, circuit_id, create.encode())
 
 
 def flooder(args: argparse.Namespace) -> None:
@@ -179,15 +180,16 @@ def main() -> int:
         print(f"{'flood':8} {'asked/s':>8} {'sent/s':>8} {'read/s':>8} {'lost':>6} {'withheld':>8} "
               f"{'probes ok':>9} {'refused':>7} {'lost':>5}")
         base = probe(node_id, onion, udp_port, args.interval, args.wait, args.probes)
-        print(f"{'none':8} {0:8d} {0:8d} {'-':>8} {'-':>6} {'-':>8} {base[0]:>6}/{args.probes:<2} {base[1]:7d} {base[2]:5d}",
-              flush=True)
+        print(f"{'none':8} {0:8d} {0:8d} {'-':>8} {'-':>6} {'-':>8} {base[0]:>6}/{args.probes:<2} "
+              f"{base[1]:7d} {base[2]:5d}", flush=True)
         seconds = args.probes * args.interval + 1.0
         for kind in args.kinds.split(","):
             for rate in (float(r) for r in args.rates.split(",")):
                 before = status(status_port)
-                flood = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "flooder", "--kind", kind,
-                                          "--rate", str(rate), "--seconds", str(seconds), "--target-port", str(udp_port),
-                                          "--node-id", node_id.hex(), "--onion", onion.hex()],
+                flood = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", "flooder",
+                                          "--kind", kind, "--rate", str(rate), "--seconds", str(seconds),
+                                          "--target-port", str(udp_port), "--node-id", node_id.hex(),
+                                          "--onion", onion.hex()],
                                          env=env, stdout=subprocess.PIPE, text=True)
                 time.sleep(0.5)
                 created, refused, lost = probe(node_id, onion, udp_port, args.interval, args.wait, args.probes)

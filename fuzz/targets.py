@@ -68,7 +68,8 @@ def relay_messages(data: bytes) -> None:
         pass
     else:
         if len(body) <= relay.MAX_MESSAGE_DATA:
-            assert relay.decode_message(relay.encode_message(command, body)) == (command, body)  # type: ignore[arg-type]
+            again = relay.decode_message(relay.encode_message(command, body))  # type: ignore[arg-type]
+            assert again == (command, body)
     try:
         address, payload = relay.decode_data(data)
     except DecodeError:

@@ -85,7 +85,8 @@ class AdmissionUnitTests(SynchronousTestCase):
     def relay(self, **settings: Any) -> tuple[RelayRole, list[tuple[Any, bytes]], _CountingIdentity]:
         sent: list[tuple[Any, bytes]] = []
         identity = _CountingIdentity()
-        role = RelayRole(identity=identity, node_id=b"n" * 20, settings=TunnelSettings(**settings),  # type: ignore[arg-type]
+        role = RelayRole(identity=identity, node_id=b"n" * 20,  # type: ignore[arg-type]
+                         settings=TunnelSettings(**settings),
                          clock=Clock(), send=lambda a, d: sent.append((a, d)), table=LinkTable(10_000),
                          stats=Stats(), find_peer=lambda a: None, extend_allowed=lambda a: None, open_exit=None,
                          reassembly=ReassemblyBuffer(2048, lambda reason: None))

@@ -27,8 +27,8 @@ class Duplicator:
 
     def relay_cells(self, to: tuple[str, int], circuit_id: int) -> int:
         """RELAY cells written to ``to`` on ``circuit_id`` (each counted once)."""
-        return sum(1 for d, a in self.writes
-                   if a == to and d[0] == CELL_MARK and d[1] == CellType.RELAY and int.from_bytes(d[2:6], "big") == circuit_id)
+        return sum(1 for d, a in self.writes if a == to and d[0] == CELL_MARK and d[1] == CellType.RELAY
+                   and int.from_bytes(d[2:6], "big") == circuit_id)
 
 
 class DuplicateTests(NetworkTestCase):

@@ -169,7 +169,8 @@ class HostileInputTests(NetworkTestCase):
         circuit = await self.build(1)
         last = next(n for n in self.net.nodes if n.address == circuit.hops[0].address).community
         for name in (b"a\x00b", b"a" * 254):
-            self.client.origin.send_message(circuit, RelayCommand.DATA, b"\x03" + bytes((len(name),)) + name + b"\x00\x35x")
+            destination = b"\x03" + bytes((len(name),)) + name + b"\x00\x35"
+            self.client.origin.send_message(circuit, RelayCommand.DATA, destination + b"x")
         await wait_for(lambda: last.stats.drops["malformed_data"] == 2, 5)
         self.assertEqual(last.stats.drops["internal_error"], 0)
         self.assertTrue(circuit.ready)

@@ -22,7 +22,8 @@ class SettingsTests(SynchronousTestCase):
                               ({"max_circuits": True}, TypeError), ({"become_exitnode": "yes"}, TypeError),
                               ({"exit_ports": [53]}, TypeError), ({"exit_ports": (0,)}, ValueError),
                               ({"max_time": "10"}, TypeError), ({"max_time": float("inf")}, ValueError),
-                              ({"create_rate": float("inf")}, ValueError), ({"build_timeout": float("nan")}, ValueError),
+                              ({"create_rate": float("inf")}, ValueError),
+                              ({"build_timeout": float("nan")}, ValueError),
                               ({"max_joined_prefix_share": 0}, ValueError), ({"create_burst_total": 0}, ValueError)):
             with self.assertRaises(error, msg=repr(kwargs)):
                 TunnelSettings(**kwargs)

@@ -76,9 +76,10 @@ class StrangerDatagramTests(NetworkTestCase):
     @async_test
     async def test_each_kind_is_counted_and_nothing_raises(self) -> None:
         """The IPv8 prefix alone (IndexError inside IPv8), prefix + one byte, an unknown and a deprecated
-        message id, a malformed introduction, one too short to answer, a cell whose mark was flipped, a short cell, a cell of an
-        unknown type: each counted under its reason; nothing reaches the reactor's error log; at most
-        the budget's lines, none with a traceback; the node still builds and uses a circuit."""
+        message id, a malformed introduction, one too short to answer, a cell whose mark was flipped,
+        a short cell, a cell of an unknown type: each counted under its reason; nothing reaches the
+        reactor's error log; at most the budget's lines, none with a traceback; the node still builds
+        and uses a circuit."""
         logs = LogCapture(self)
         target = self.net.relays[0]
         community = target.community

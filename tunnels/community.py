@@ -28,7 +28,7 @@ from .exit.policy import DestinationGuard, ExitPolicy
 from .core.hs_relay import HiddenRelay
 from .core.ipv8_dispatch import IPv8Dispatch
 from .core.origin import DataHandler, OriginRole, PathHop
-from .core.guards import EntryGuards, Vanguards
+from .core.guards import EntryGuards, Vanguards, first_hops
 from .core.pathsel import Candidate, PeerFlag, select_path
 from .core.peer_flags import PeerFlagsMixin
 from .core.peering import PeeringMixin
@@ -47,8 +47,6 @@ HIDDEN_SUFFIX = ".hidden"
 """Names of hidden-service peers; reserved, never sent to an exit."""
 MAX_BUILDING = 4
 """Circuits of one hop count we build at the same time."""
-HIDDEN_PURPOSES = frozenset({"intro", "rendezvous", "seek", "dht"})
-"""Circuit purposes of hidden services: their second hop is a layer-2 vanguard."""
 
 
 class TunnelCommunitySettings(CommunitySettings):
@@ -67,8 +65,7 @@ class TunnelCommunitySettings(CommunitySettings):
     dht_provider: Any = None
     """A :class:`~tunnels.dht.provider.IDHTProvider`; with one we serve as an introduction point."""
     guards: EntryGuards | None = None
-    """Our entry guards (the daemon loads and saves them next to the key file); a fresh
-    in-memory set when not given."""
+    """Our entry guards (the daemon keeps them next to the key file); fresh ones if not given."""
 
 
 class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
@@ -222,18 +219,14 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
         """Start building a circuit of ``hops`` hops chosen from our own view and return it.
 
         ``exit_data`` asks for an exit as last hop; ``last_hop`` fixes the last hop instead;
-        ``exclude`` keeps node ids off the path.  A circuit of two hops or more starts at one
-        of our entry guards (:attr:`guards`); a hidden-service circuit (``purpose`` in
-        :data:`HIDDEN_PURPOSES`) of three or more takes its second hop from the vanguards.
-        A one-hop circuit has no separate first hop: its only hop sees us and the
-        destination whatever we do.  Raises :class:`NoExitAvailable` or
-        :class:`CircuitBuildFailed` when our view of the network is too small.
+        ``exclude`` keeps node ids off the path.  The first and second hops come from our entry
+        guards and vanguards (:func:`~tunnels.core.guards.first_hops`).  Raises
+        :class:`NoExitAvailable` or :class:`CircuitBuildFailed` when our view of the network is
+        too small.
         """
         _check_hops(hops, MAX_HOPS)
         candidates = self.candidates()
-        now = self.reactor.seconds()
-        guards = self.guards.usable(candidates, now) if hops > 1 else None
-        layer2 = self.vanguards.usable(candidates, now) if hops > 2 and purpose in HIDDEN_PURPOSES else ()
+        guards, layer2 = first_hops(self.guards, self.vanguards, candidates, hops, purpose, self.reactor.seconds())
         path = select_path(candidates, hops, exit_data, self.rng, exclude, last_hop, guards, layer2)
         if path is None:
             if exit_data and last_hop is None and not any(PeerFlag.EXIT in c.flags for c in candidates):
@@ -244,21 +237,8 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
         circuit = self.origin.build([PathHop(c.address, c.node_id, c.onion_key) for c in path],
                                     purpose or ("data" if exit_data and last_hop is None else "relay"))
         if guards is not None:
-            self._watch_guard(circuit, path[0].node_id)
+            self.guards.watch(circuit, path[0].node_id, self.reactor.seconds)
         return circuit
-
-    def _watch_guard(self, circuit: Circuit, guard: bytes) -> None:
-        """Tell the guards how a circuit through ``guard`` went: built (the guard is confirmed),
-        or closed before the guard answered (it failed: the next one is used for a while)."""
-        def built(c: Circuit, error: Exception | None) -> None:
-            if error is None:
-                self.guards.succeeded(guard, self.reactor.seconds())
-
-        def closed(c: Circuit) -> None:
-            if not c.hops:
-                self.guards.failed(guard, self.reactor.seconds())
-        circuit.on_ready.append(built)
-        circuit.on_closed.append(closed)
 
     def when_ready(self, circuit: Circuit) -> Deferred[Circuit]:
         """A Deferred that fires with ``circuit`` once ready, or fails if it closes first."""

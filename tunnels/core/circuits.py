@@ -177,9 +177,9 @@ class JoinedCircuit:
     """A circuit of someone else that we relay (and maybe exit) for."""
 
     __slots__ = ("prev_address", "prev_id", "prev_token", "next_address", "next_id", "next_token",
-                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seen", "bwd_seq", "created", "cells_forward",
-                 "cells_backward", "cells_at_sweep", "idle_since", "extending", "exit", "source_key", "flow", "prev_prefix",
-                 "next_prefix", "datagram_id", "reassembly")
+                 "material", "hop_keys", "key_used", "fwd_window", "bwd_seen", "bwd_seq", "created",
+                 "cells_forward", "cells_backward", "cells_at_sweep", "idle_since", "extending", "exit",
+                 "source_key", "flow", "prev_prefix", "next_prefix", "datagram_id", "reassembly")
 
     def __init__(self, prev_address: Address, prev_id: int, prev_token: bytes, material: bytes, now: float) -> None:
         self.prev_address = prev_address

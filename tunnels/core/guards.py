@@ -30,6 +30,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .pathsel import Candidate, PeerFlag, network16
 
@@ -55,6 +56,8 @@ L2_COUNT = 4
 L2_MIN_LIFETIME = 1 * DAY
 L2_MAX_LIFETIME = 12 * DAY
 """A vanguard lives max(X, X) with X uniform in [L2_MIN_LIFETIME, L2_MAX_LIFETIME] (proposal 333)."""
+HIDDEN_PURPOSES = frozenset({"intro", "rendezvous", "seek", "dht"})
+"""Purposes of hidden-service circuits: their second hop is a layer-2 vanguard."""
 
 
 @dataclass
@@ -135,6 +138,20 @@ class EntryGuards:
             if self.on_change is not None:
                 self.on_change(self)
 
+    def watch(self, circuit: Any, guard: bytes, seconds: Callable[[], float]) -> None:
+        """Learn from ``circuit`` (a :class:`~tunnels.core.circuits.Circuit` starting at ``guard``):
+        built means the guard works (:meth:`succeeded`); closed before any hop answered means it
+        did not (:meth:`failed`).  ``seconds`` is the clock."""
+        def built(c: Any, error: Exception | None) -> None:
+            if error is None:
+                self.succeeded(guard, seconds())
+
+        def closed(c: Any) -> None:
+            if not c.hops:
+                self.failed(guard, seconds())
+        circuit.on_ready.append(built)
+        circuit.on_closed.append(closed)
+
     def failed(self, node_id: bytes, now: float) -> None:
         """``node_id`` did not answer (or refused) our CREATE: try the next guard for a while."""
         guard = self._get(node_id)
@@ -202,3 +219,13 @@ class Vanguards:
                            self.rng.uniform(L2_MIN_LIFETIME, L2_MAX_LIFETIME))
             self.layer2.append((chosen.node_id, now + lifetime))
         return [by_id[i] for i, _ in self.layer2 if i in by_id]
+
+
+def first_hops(guards: EntryGuards, vanguards: Vanguards, candidates: Sequence[Candidate], hops: int,
+               purpose: str | None, now: float) -> tuple[list[Candidate] | None, list[Candidate]]:
+    """What a path of ``hops`` hops for ``purpose`` must start with: the usable entry guards (None
+    for one hop, which has no separate first hop) and the vanguards its second hop comes from
+    (none unless it is a hidden-service path of three hops or more)."""
+    entry = guards.usable(candidates, now) if hops > 1 else None
+    layer2 = vanguards.usable(candidates, now) if hops > 2 and purpose in HIDDEN_PURPOSES else []
+    return entry, layer2
