@@ -31,6 +31,7 @@ def create_for(community: Any) -> bytes:
 class SixAddressesTests(NetworkTestCase):
     relays = 2
     exits = 1
+    testnet = False  # per-IP and per-/24 sources, as on the Internet (a test network counts per port)
 
     @async_test
     async def test_six_addresses_cannot_take_every_slot(self) -> None:

@@ -220,3 +220,17 @@ class AnswerBudgetTests(SynchronousTestCase):
         self.assertEqual(sum(budget.allow(f"10.{i}.0.1", clock.seconds()) for i in range(100)), 18)
         clock.advance(1.0)
         self.assertEqual(sum(budget.allow(f"10.{i}.1.1", clock.seconds()) for i in range(100, 200)), 10)
+
+
+class SourceIdTests(SynchronousTestCase):
+    def test_per_ip_and_per_port(self) -> None:
+        """Sources are IPs (ports ignored) unless per_port (test networks), where each (IP, port)
+        is its own source and its own network."""
+        from tunnels.ratelimit import source_id, source_prefix
+        self.assertEqual(source_id(("198.51.100.7", 4000)), "198.51.100.7")
+        self.assertEqual(source_id(("198.51.100.7", 4001)), source_id(("198.51.100.7", 4000)))
+        self.assertEqual(source_prefix(source_id(("198.51.100.7", 4000))), "198.51.100")
+        a, b = source_id(("127.0.0.1", 4000), per_port=True), source_id(("127.0.0.1", 4001), per_port=True)
+        self.assertNotEqual(a, b)
+        self.assertEqual(source_prefix(a), a)
+        self.assertNotEqual(source_prefix(a), source_prefix(b))

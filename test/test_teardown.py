@@ -86,6 +86,7 @@ class JoinLimitTests(_OneHopCase):
 
 class ShareLimitTests(_OneHopCase):
     settings = TunnelSettings(max_joined_circuits=4, max_joined_share=0.5)
+    testnet = False  # per-IP sources, as on the Internet (a test network counts each node's port apart)
 
     @async_test
     async def test_per_source_share(self) -> None:
@@ -94,6 +95,20 @@ class ShareLimitTests(_OneHopCase):
         circuits = await self._build_to(self.client, target, 2)
         circuits += await self._build_to(self.net.relays[1].community, target, 1)
         self.assertEqual([c.ready for c in circuits], [True, True, False])
+        self.assertEqual(target.community.stats.events["create_refused_source_share_exceeded"], 1)
+
+
+class TestNetworkShareTests(_OneHopCase):
+    settings = TunnelSettings(max_joined_circuits=8, max_joined_share=0.25)
+
+    @async_test
+    async def test_each_node_is_a_source(self) -> None:
+        """In a test network (every node on 127.0.0.1) each node's port is its own source: the client
+        gets its share of 2 (a third is refused), and another node still gets a share of its own."""
+        target = self.net.relays[0]
+        circuits = await self._build_to(self.client, target, 3)
+        circuits += await self._build_to(self.net.relays[1].community, target, 2)
+        self.assertEqual([c.ready for c in circuits], [True, True, False, True, True])
         self.assertEqual(target.community.stats.events["create_refused_source_share_exceeded"], 1)
 
 

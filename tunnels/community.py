@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -33,7 +34,7 @@ from .core.pathsel import Candidate, PeerFlag, select_path
 from .core.peer_flags import PeerFlagsMixin
 from .core.peering import PeeringMixin
 from .core.reassembly import ReassemblyBuffer
-from .ratelimit import LogBudget, TokenBucket
+from .ratelimit import LogBudget, TokenBucket, source_id
 from .core.relay import RelayRole
 from .core.routing import LinkTable, Role
 from .settings import MAX_HOPS, MAX_UDP_PAYLOAD, TunnelSettings
@@ -102,7 +103,7 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
                                clock=self.reactor, send=self.udp.send, table=self.table, stats=self.stats,
                                find_peer=self._find_peer, extend_allowed=self._extend_allowed,
                                open_exit=self._open_exit if self.settings.become_exitnode else None,
-                               reassembly=self.reassembly)
+                               reassembly=self.reassembly, source_key=partial(source_id, per_port=self.testnet))
         self.origin = OriginRole(settings=self.settings, clock=self.reactor, send=self.udp.send,
                                  table=self.table, stats=self.stats, on_closed=self._circuit_closed,
                                  reassembly=self.reassembly)

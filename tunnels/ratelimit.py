@@ -18,7 +18,7 @@ from collections.abc import Hashable
 from typing import Final
 
 __all__ = ["AnswerBudget", "KeyedTokenBuckets", "LogBudget", "ShareLimiter", "SourceShares", "TokenBucket",
-           "source_prefix"]
+           "source_id", "source_prefix"]
 
 IPV4_PREFIX = 24
 """Bits of an IPv4 source that one operator is assumed to hold (a /24)."""
@@ -26,13 +26,28 @@ IPV6_PREFIX = 48
 """Bits of an IPv6 source that one operator is assumed to hold (a /48, a typical site)."""
 
 
+def source_id(address: tuple[str, int], per_port: bool = False) -> str:
+    """The key of per-source limits for a datagram from ``address`` (host, port).
+
+    Normally a source is its IP: one IP, one share, whatever its ports.  ``per_port`` makes
+    every (IP, port) its own source and its own network (``"host|port"``): that is the
+    test-network mode, where every node of a local network shares 127.0.0.1 and would
+    otherwise count as one operator (Tor's ``TestingTorNetwork`` relaxes its per-address rules
+    for the same reason).
+    """
+    return f"{address[0]}|{address[1]}" if per_port else address[0]
+
+
 def source_prefix(host: str) -> str:
-    """The /24 (IPv4) or /48 (IPv6) network of ``host``, as a string key.
+    """The /24 (IPv4) or /48 (IPv6) network of ``host`` (an IP, or a :func:`source_id`), as a
+    string key; a per-port source id (test networks) is its own network.
 
     IPv4-mapped IPv6 addresses count as their IPv4 address.  Dotted quads take a
     fast path (no :mod:`ipaddress` parsing), since this runs once per answered
     datagram.  Anything that is not an address is its own key.
     """
+    if "|" in host:
+        return host
     if ":" not in host:
         net, dot, _ = host.rpartition(".")
         if dot and net.count(".") == 2:

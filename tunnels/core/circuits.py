@@ -206,6 +206,7 @@ class JoinedCircuit:
         self.extending = False
         self.exit: Any = None
         self.source_key = prev_address[0]
+        """Its previous hop's key for per-source shares (set by the relay role)."""
         self.flow = FlowWindow()
         self.prev_prefix = relay_prefix(prev_id)
         """Link header of RELAY cells towards the previous hop (precomputed: the per-cell path)."""

@@ -172,7 +172,7 @@ class HiddenRelay:
         except DecodeError:
             self.stats.drop("malformed_introduce")
             return
-        if not self.answers.allow(source[0], self.now()):
+        if not self.answers.allow(self.relay.source_key(source), self.now()):
             self.stats.drop("introduce_withheld")
             return
         members = [r for r in self.intros.get(request.dht_key, []) if member_id(r[1]) != request.seeker_member]

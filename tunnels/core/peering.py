@@ -39,7 +39,7 @@ from ipv8.messaging.payload import (IntroductionRequestPayload, NewIntroductionR
                                     NewPunctureRequestPayload, PunctureRequestPayload)
 from ipv8.peer import Peer
 
-from ..ratelimit import AnswerBudget
+from ..ratelimit import AnswerBudget, source_id
 from ..stats import Stats
 
 Address = tuple[str, int]
@@ -109,7 +109,7 @@ class PeeringMixin(_Base):
             if len(data) < INTRODUCTION_REQUEST_SIZE:
                 self.stats.drop("introduction_request_short")
                 return
-            if not self.introduction_answers.allow(source[0], self.reactor.seconds()):
+            if not self.introduction_answers.allow(source_id(source, self.testnet), self.reactor.seconds()):
                 self.stats.drop("introduction_withheld")
                 return
             self._may_introduce = self.is_validated(source)
@@ -176,8 +176,8 @@ class PeeringMixin(_Base):
         target = payload.wan_walker_address  # where IPv8 will send the puncture
         if target[0] == self.my_estimated_wan[0]:
             target = payload.lan_walker_address
-        if not self.puncture_answers.allow(source_address[0], now) or \
-                not self.puncture_targets.allow(str(target[0]), now):
+        if not self.puncture_answers.allow(source_id(source_address, self.testnet), now) or \
+                not self.puncture_targets.allow(source_id((str(target[0]), int(target[1])), self.testnet), now):
             self.stats.drop("puncture_withheld")
             return
         super().on_puncture_request(source_address, dist, payload, new_style)

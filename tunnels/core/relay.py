@@ -53,8 +53,11 @@ class RelayRole:
                  clock: Any, send: Callable[[Address, bytes], None], table: LinkTable, stats: Stats,
                  find_peer: Callable[[Address], tuple[bytes, bytes] | None],
                  extend_allowed: Callable[[Address], str | None],
-                 open_exit: Callable[[JoinedCircuit], Any] | None, reassembly: ReassemblyBuffer) -> None:
+                 open_exit: Callable[[JoinedCircuit], Any] | None, reassembly: ReassemblyBuffer,
+                 source_key: Callable[[Address], str] = lambda address: address[0]) -> None:
         self.identity = identity
+        self.source_key = source_key
+        """Who a neighbour is for admission and answer budgets (:func:`tunnels.ratelimit.source_id`)."""
         self.reassembly = reassembly
         self.node_id = node_id
         self.onion_key = identity.public_key().public_bytes_raw()
@@ -98,7 +101,7 @@ class RelayRole:
         except DecodeError:
             self.stats.drop("malformed_create")
             return
-        host = source[0]
+        host = self.source_key(source)
         now = self.clock.seconds()
         refusal = None
         if self.settings.max_joined_circuits == 0:
@@ -128,6 +131,7 @@ class RelayRole:
             self.refuse_create(source, circuit_id, create.token, now)
             return
         circuit = JoinedCircuit(source, circuit_id, create.token, material, now)
+        circuit.source_key = host
         self.table.add(source, circuit_id, Role.FROM_PREV, circuit)
         self.joined.add(circuit)
         self.stats.note("circuits_joined")
@@ -135,7 +139,7 @@ class RelayRole:
 
     def refuse_create(self, source: Address, circuit_id: int, token: bytes, now: float) -> None:
         """Answer a refused CREATE with a DESTROY (one cell for one cell), within the budget."""
-        if self.refusals.allow(source[0], now):
+        if self.refusals.allow(self.source_key(source), now):
             self.send(source, frame(CellType.DESTROY, circuit_id, token))
         else:
             self.stats.drop("destroy_withheld")
