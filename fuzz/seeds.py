@@ -37,9 +37,10 @@ def seeds() -> dict[str, list[bytes]]:
                   frame(CellType.DESTROY, 9, b(16)), frame(CellType.RELAY, 1, b(200))[:300]],
         "relay_messages": [
             relay.encode_message(relay.RelayCommand.DATA, relay.encode_data(("192.0.2.1", 53), b"q"))[:64],
-            relay.encode_data(("2001:db8::1", 443), b"payload"), relay.encode_data(("example.org", 80), b""),
+            relay.encode_data(("2001:db8::1", 443), b"payload"), relay.encode_data(("example.org", 80), b"", 7),
             relay.Extend(("198.51.100.7", 7000), b(20), b(32), b(32)).encode(),
-            relay.encode_message(relay.RelayCommand.PING, b(8))[:16]],
+            relay.encode_message(relay.RelayCommand.PING, b(8))[:16],
+            relay.encode_refusal(3, ("192.0.2.1", 53), "port 53 below 1024"), relay.flow_header(3)],
         "hidden_messages": [
             hidden.EstablishIntro(b(20), b(32), b"").encode(),
             hidden.EstablishIntro(b(20), b(32), b(104)).encode(),
@@ -61,7 +62,8 @@ def seeds() -> dict[str, list[bytes]]:
                             b"\x05\x01\x00" + socks5.encode_address("example.org", 443),
                             socks5.encode_udp_datagram("192.0.2.1", 53, b"payload"),
                             socks5.encode_udp_datagram("2001:db8::2", 4433, b"quic"),
-                            socks5.encode_udp_datagram("example.org", 6881, b"d1:ad2:id20:")],
+                            socks5.encode_udp_datagram("example.org", 6881, b"d1:ad2:id20:"),
+                            socks5.encode_userpass(b"alice", b"secret")],
         "key_file": [b"LibNaCLSK:" + b(64), b"LibNaCLSK:" + bytes(64)],
         "guard_file": [json.dumps({"version": 1, "guards": [
             {"node_id": b(20).hex(), "added_on": 1.7e9, "confirmed_on": 1.71e9, "unlisted_since": None},

@@ -61,7 +61,7 @@ def cells(data: bytes) -> None:
 
 
 def relay_messages(data: bytes) -> None:
-    """Relay messages, addresses, DATA and EXTEND (:mod:`tunnels.wire.relay`)."""
+    """Relay messages, addresses, DATA, DATA_REFUSED, FLOW_END and EXTEND (:mod:`tunnels.wire.relay`)."""
     try:
         command, body = relay.decode_message(data)
     except DecodeError:
@@ -71,11 +71,24 @@ def relay_messages(data: bytes) -> None:
             again = relay.decode_message(relay.encode_message(command, body))  # type: ignore[arg-type]
             assert again == (command, body)
     try:
-        address, payload = relay.decode_data(data)
+        flow, address, payload = relay.decode_data(data)
     except DecodeError:
         pass
     else:
-        assert relay.decode_data(relay.encode_data(address, payload)) == (address, payload)
+        assert relay.decode_data(relay.encode_data(address, payload, flow)) == (flow, address, payload)
+    try:
+        flow, destination, reason = relay.decode_refusal(data)
+    except DecodeError:
+        pass
+    else:
+        # the reason is free text (re-encoding replaces what is not ASCII); the rest must name back
+        assert relay.decode_refusal(relay.encode_refusal(flow, destination, reason))[:2] == (flow, destination)
+    try:
+        ended = relay.decode_flow_end(data)
+    except DecodeError:
+        pass
+    else:
+        assert relay.decode_flow_end(relay.flow_header(ended)) == ended
     try:
         extend = relay.Extend.decode(data)
     except DecodeError:
@@ -160,11 +173,18 @@ def krpc(data: bytes) -> None:
 
 
 def socks5_requests(data: bytes) -> None:
-    """SOCKS5 greetings, requests and UDP request headers (:mod:`tunnels.socks5.codec`)."""
+    """SOCKS5 greetings, RFC 1929 credentials, requests and UDP request headers (:mod:`tunnels.socks5.codec`)."""
     try:
         socks5.parse_greeting(data)
     except socks5.Socks5Error:
         pass
+    try:
+        credentials = socks5.parse_userpass(data)
+    except socks5.Socks5Error:
+        credentials = None
+    if credentials is not None:
+        (username, password), used = credentials
+        assert socks5.parse_userpass(socks5.encode_userpass(username, password)) == ((username, password), used)
     try:
         parsed = socks5.parse_request(data)
     except socks5.Socks5Error:

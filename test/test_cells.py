@@ -11,10 +11,16 @@ from tunnels.wire import relay as msg
 from tunnels.wire.cells import CELL_MARK, CELL_SIZE, CellType, Create, Created, frame, new_circuit_id, \
     parse_link_header
 
-DATA_TO_IPV4 = (b"\x04"               # address kind: IPv4
+DATA_TO_IPV4 = (b"\x00\x07"           # flow id 7
+                b"\x04"               # address kind: IPv4
                 b"\xc0\x00\x02\x01"   # 192.0.2.1
                 b"\x00\x35"           # port 53
                 b"query")             # payload
+REFUSAL_OF_IPV6 = (b"\x00\x07"        # flow id 7
+                   b"\x06"            # address kind: IPv6
+                   b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01"   # 2001:db8::1
+                   b"\x10\x92"        # port 4242
+                   b"too many flows")  # reason, ASCII
 
 
 class FramingTests(SynchronousTestCase):
@@ -58,8 +64,23 @@ class FramingTests(SynchronousTestCase):
 class MessageTests(SynchronousTestCase):
     def test_data_vector(self) -> None:
         """DATA to 192.0.2.1:53 encodes to the annotated bytes and back."""
-        self.assertEqual(msg.encode_data(("192.0.2.1", 53), b"query"), DATA_TO_IPV4)
-        self.assertEqual(msg.decode_data(DATA_TO_IPV4), (("192.0.2.1", 53), b"query"))
+        self.assertEqual(msg.encode_data(("192.0.2.1", 53), b"query", 7), DATA_TO_IPV4)
+        self.assertEqual(msg.decode_data(DATA_TO_IPV4), (7, ("192.0.2.1", 53), b"query"))
+        self.assertEqual(msg.encode_data(("192.0.2.1", 53), b"query")[:2], b"\x00\x00")   # flow 0: tunnel_data's
+
+    def test_refusal_and_flow_end_vectors(self) -> None:
+        """DATA_REFUSED and FLOW_END encode to the annotated bytes and back; FLOW_END never names
+        flow 0, and flow ids outside 2 bytes are refused before any I/O."""
+        self.assertEqual(msg.encode_refusal(7, ("2001:db8::1", 4242), "too many flows"), REFUSAL_OF_IPV6)
+        self.assertEqual(msg.decode_refusal(REFUSAL_OF_IPV6), (7, ("2001:db8::1", 4242), "too many flows"))
+        self.assertEqual(len(msg.encode_refusal(1, ("192.0.2.1", 53), "x" * 500)), 2 + 7 + msg.MAX_REASON)
+        self.assertEqual(msg.decode_flow_end(b"\xff\xff"), 65535)
+        for bad in (b"", b"\x00", b"\x00\x00", b"\x00\x01\x00"):
+            with self.assertRaises(DecodeError):
+                msg.decode_flow_end(bad)
+        for flow in (-1, 65536):
+            with self.assertRaises(ValueError):
+                msg.flow_header(flow)
 
     def test_addresses_round_trip(self) -> None:
         """IPv4, IPv6 and hostnames survive encoding."""
@@ -86,7 +107,7 @@ class MessageTests(SynchronousTestCase):
         rng = random.Random(0)
         for _ in range(20000):
             data = rng.randbytes(rng.randrange(0, 80))
-            for decode in (msg.decode_data, msg.Extend.decode, msg.decode_message, Create.decode, Created.decode,
+            for decode in (msg.decode_data, msg.decode_refusal, msg.decode_flow_end, msg.Extend.decode, msg.decode_message, Create.decode, Created.decode,
                            parse_link_header):
                 with contextlib.suppress(DecodeError):
                     decode(data)

@@ -81,13 +81,13 @@ class CellsPerDatagramTests(SynchronousTestCase):
 
     def test_cells_per_datagram(self) -> None:
         """1,400 bytes cost 2 cells; the table's figures hold for the exit path and between members."""
-        address = len(msg.encode_address("192.0.2.1", 4242))
-        expected = {1: (1, 1), 1056: (1, 2), 1057: (2, 2), 1200: (2, 2), 1400: (2, 2), 1472: (2, 2),
+        header = len(msg.encode_data(("192.0.2.1", 4242), b""))          # flow id and address: 9 bytes
+        expected = {1: (1, 1), 1054: (1, 2), 1055: (2, 2), 1200: (2, 2), 1400: (2, 2), 1472: (2, 2),
                     4096: (4, 4), 8192: (8, 8), 65507: (62, 64)}
-        got = {size: (msg.data_cells(address + size), frag.pieces_needed(size, e2e.CHUNK)) for size in expected}
+        got = {size: (msg.data_cells(header + size), frag.pieces_needed(size, e2e.CHUNK)) for size in expected}
         self.assertEqual(got, expected)
 
     def test_largest_datagram_fits_the_piece_count(self) -> None:
         """The largest datagram with the longest address needs fewer than MAX_PIECES pieces either way."""
-        self.assertLess(msg.data_cells(65507 + msg.MAX_ADDRESS), frag.MAX_PIECES)
+        self.assertLess(msg.data_cells(65507 + msg.MAX_DATA_HEADER), frag.MAX_PIECES)
         self.assertLess(frag.pieces_needed(65507, e2e.CHUNK), frag.MAX_PIECES)

@@ -44,7 +44,7 @@ class FuzzTargetTests(SynchronousTestCase):
                 return (data[offset + 2:end].decode("latin-1"), 53), end + 2
             return original(data, offset)
         self.patch(relay, "decode_address", lax)
-        self.assertRaises(ValueError, TARGETS["relay_messages"], b"\x03\x03a\x00b\x00\x35")
+        self.assertRaises(ValueError, TARGETS["relay_messages"], b"\x00\x01" + b"\x03\x03a\x00b\x00\x35")
 
 
 for _name in TARGETS:

@@ -109,7 +109,7 @@ class FuzzPortsTests(NetworkTestCase):
 
     async def open_exit_ports(self) -> Any:
         """A circuit through the target (the first exit) to the echo servers on 127.0.0.1 and
-        ::1: the target's exit socket for it, with its IPv4 and IPv6 ports open."""
+        ::1: the target's exit socket for it (flow 0), with its IPv4 and IPv6 ports open."""
         target = self.net.exits[0]
         if not hasattr(self, "echo6"):
             self.echo6 = reactor.listenUDP(0, Echo(), interface="::1")
@@ -123,7 +123,7 @@ class FuzzPortsTests(NetworkTestCase):
             self.client.tunnel_data(circuit, destination, "data", b"open")
             await wait_for(lambda: bool(got), 10, what=f"a reply from {destination}")
         [joined] = [jc for jc in target.community.joined_circuits if jc.prev_id == circuit.circuit_id]
-        return joined.exit
+        return joined.exit.sockets[0]
 
     async def open_association(self, community: Any) -> tuple[Any, Any, socket.socket]:
         """A SOCKS5 front end on the target and an association whose client is a plain socket."""

@@ -48,7 +48,8 @@ class LibtorrentTests(NetworkTestCase):
             def note_exit_ports() -> bool:
                 exit_ports.update(port.getHost().port for node in self.net.exits
                                   for jc in node.community.joined_circuits if jc.exit is not None
-                                  for port in jc.exit.ports.values() if port is not None)
+                                  for flow in jc.exit.sockets.values()
+                                  for port in flow.ports.values() if port is not None)
                 peer_ports.update(peer.ip[1] for peer in seeding.get_peer_info())
                 return handle.status().is_seeding
             await wait_for(note_exit_ports, DOWNLOAD_TIMEOUT, interval=0.05, what=f"the download via {hops} hops")

@@ -29,7 +29,8 @@ def expected_samples(status: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str,
     want = {key("node_running"): 1, key("uptime_seconds"): status["uptime"], key("peers"): status["peers"],
             key("traffic_bytes_total", direction="read"): status["bytes_down"],
             key("traffic_bytes_total", direction="written"): status["bytes_up"],
-            key("exit_sockets"): status["exit_sockets"], key("exit_destinations"): status["exit_destinations"]}
+            key("exit_sockets"): status["exit_sockets"], key("exit_destinations"): status["exit_destinations"],
+            key("exit_flows"): status["exit_flows"]}
     for kind in status["circuits_by_kind"]:
         want[key("origin_circuits", state=kind["state"], hops=kind["hops"], purpose=kind["purpose"])] = kind["count"]
     for position, n in status["joined_by_position"].items():
@@ -66,6 +67,8 @@ def expected_samples(status: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str,
             want[key(f"{name}_{counter}_total")] = n
         for reason, n in section.get("drops", {}).items():
             want[key(f"{name}_dropped_total", reason=reason)] = n
+        for reason, n in section.get("refusals", {}).items():
+            want[key(f"{name}_refused_total", reason=reason)] = n
     return want
 
 

@@ -7,15 +7,23 @@ import asyncio
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tunnels.core.circuits import CircuitState
+from tunnels.core.flows import Flow, forget_flow, new_flow
 from tunnels.errors import CircuitNotReady
 from tunnels.node import start_node
 from tunnels.runtime import as_future
 from tunnels.settings import TunnelSettings
 from tunnels.socks5 import (Command, Reply, Request, Socks5Error, Socks5Server, encode_address, encode_reply,
-                            encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
+                            encode_udp_datagram, encode_userpass, parse_greeting, parse_request, parse_udp_datagram,
+                            parse_userpass)
+from tunnels.socks5.control import HANDSHAKE_TIMEOUT
+from tunnels.socks5.server import MAX_HANDSHAKES, MAX_ISOLATION_GROUPS
 
 from .util import async_test, wait_for
 
@@ -33,13 +41,20 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 
 class Socks5UdpClient:
-    """Negotiate no-auth, UDP ASSOCIATE, then send and receive framed datagrams."""
+    """Negotiate (no auth, or RFC 1929 credentials), UDP ASSOCIATE, then send and receive framed datagrams."""
 
-    async def open(self, port: int, announce: Address = ("0.0.0.0", 0)) -> None:
-        """Associate through the server on 127.0.0.1:``port``."""
+    async def open(self, port: int, announce: Address = ("0.0.0.0", 0),
+                   credentials: tuple[bytes, bytes] | None = None) -> None:
+        """Associate through the server on 127.0.0.1:``port`` (isolated by ``credentials`` if given)."""
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self.writer.write(b"\x05\x01\x00")                     # VER 5, 1 method: no auth
-        assert await self.reader.readexactly(2) == b"\x05\x00"
+        if credentials is None:
+            self.writer.write(b"\x05\x01\x00")                 # VER 5, 1 method: no auth
+            assert await self.reader.readexactly(2) == b"\x05\x00"
+        else:
+            self.writer.write(b"\x05\x02\x00\x02")             # VER 5, 2 methods: no auth, username/password
+            assert await self.reader.readexactly(2) == b"\x05\x02"
+            self.writer.write(encode_userpass(*credentials))
+            assert await self.reader.readexactly(2) == b"\x01\x00"    # RFC 1929: success
         self.writer.write(b"\x05\x03\x00" + encode_address(*announce))    # UDP ASSOCIATE
         head = await self.reader.readexactly(4)
         assert head[:3] == b"\x05\x00\x00" and head[3] == 1, head
@@ -132,6 +147,17 @@ class CodecTests(SynchronousTestCase):
         self.assertRaises(Socks5Error, parse_udp_datagram, b"\x01" + good[1:])
         self.assertEqual(parse_udp_datagram(good[:2] + b"\x01" + good[3:]).frag, 1)
 
+    def test_userpass(self) -> None:
+        """RFC 1929 requests parse (empty fields too), wait for more bytes, or raise on a bad version."""
+        request = b"\x01\x05alice\x06secret"
+        self.assertEqual(encode_userpass(b"alice", b"secret"), request)
+        self.assertEqual(parse_userpass(request + b"\x05"), ((b"alice", b"secret"), len(request)))
+        for cut in range(len(request)):
+            self.assertIsNone(parse_userpass(request[:cut]), cut)
+        self.assertEqual(parse_userpass(b"\x01\x00\x00"), ((b"", b""), 3))
+        self.assertRaises(Socks5Error, parse_userpass, b"\x05\x01a\x01b")
+        self.assertRaises(ValueError, encode_userpass, bytes(256), b"")
+
     def test_reply(self) -> None:
         """Replies carry VER, REP, RSV and the bound address."""
         self.assertEqual(encode_reply(Reply.SUCCEEDED, ("127.0.0.1", 1080)),
@@ -142,38 +168,70 @@ class CodecTests(SynchronousTestCase):
 # --- server with a recording community ----------------------------------------------------
 
 class FakeCircuit:
-    """Just what the SOCKS5 server reads of a circuit."""
+    """Just what the SOCKS5 server and :mod:`tunnels.core.flows` read of a circuit."""
 
-    def __init__(self, circuit_id: int, goal_hops: int) -> None:
+    def __init__(self, circuit_id: int, goal_hops: int, ready: bool = True) -> None:
         self.circuit_id = circuit_id
         self.goal_hops = goal_hops
+        self.state = CircuitState.READY if ready else CircuitState.EXTENDING
+        self.flows: dict[int, Flow] = {}
+        self.last_flow_id = 0
+        self.on_ready: list[Any] = []
+        self.on_closed: list[Any] = []
+        self.close_reason: str | None = None
+        self.hops: list[Any] = []
+        self.created = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.state is CircuitState.READY
 
 
 class RecordingCommunity:
-    """A community stand-in that records ``tunnel_data`` calls."""
+    """A community stand-in: real :class:`Flow` objects, ``flow_data`` calls recorded (unit tests
+    only; the same paths run through real circuits in test_socks5_isolation)."""
 
     def __init__(self, circuits: list[FakeCircuit]) -> None:
         self.circuits = circuits
-        self.sent: list[tuple[FakeCircuit, Address, bytes]] = []
-        self.handlers: list[Any] = []
+        self.sent: list[tuple[Flow, Address, bytes]] = []
+        self.ended: list[Flow] = []
         self.built: list[int] = []
+        self.started: list[tuple[FakeCircuit, str]] = []
+        self.settings = TunnelSettings()
 
     def active_data_circuits(self, hops: int | None = None) -> list[FakeCircuit]:
-        return [c for c in self.circuits if hops is None or c.goal_hops == hops]
+        return [c for c in self.circuits if c.ready and (hops is None or c.goal_hops == hops)]
 
-    def tunnel_data(self, circuit: FakeCircuit, destination: Address, kind: str, payload: bytes) -> None:
-        if circuit not in self.circuits:
+    def open_flow(self, circuit: Any, on_data: Any, on_refused: Any = None) -> Flow:
+        return new_flow(circuit, on_data, on_refused)
+
+    def flow_data(self, flow: Flow, destination: Address, payload: bytes) -> None:
+        if not flow.open:
             raise CircuitNotReady("gone")
-        self.sent.append((circuit, destination, payload))
+        self.sent.append((flow, destination, payload))
 
-    def add_data_handler(self, handler: Any) -> None:
-        self.handlers.append(handler)
-
-    def remove_data_handler(self, handler: Any) -> None:
-        self.handlers.remove(handler)
+    def close_flow(self, flow: Flow) -> None:
+        if forget_flow(flow):
+            self.ended.append(flow)
 
     def build_tunnels(self, hops: int) -> None:
         self.built.append(hops)
+
+    def start_circuit(self, hops: int, purpose: str) -> FakeCircuit:
+        """A circuit of an isolation group, building until the test says otherwise."""
+        circuit = FakeCircuit(100 + len(self.started), hops, ready=False)
+        self.started.append((circuit, purpose))
+        return circuit
+
+    def remove_circuit(self, circuit: FakeCircuit) -> None:
+        circuit.state, circuit.close_reason = CircuitState.CLOSED, "removed"
+        for callback in circuit.on_closed:
+            callback(circuit)
+
+
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """What the server still sends, up to its EOF (fails if no EOF comes)."""
+    return await asyncio.wait_for(reader.read(), timeout)
 
 
 class ServerTests(TestCase):
@@ -184,24 +242,27 @@ class ServerTests(TestCase):
     def setUp(self) -> None:
         """Serve 1-hop circuits from a community with four of them."""
         self.community = RecordingCommunity([FakeCircuit(i, 1) for i in range(1, 5)] + [FakeCircuit(9, 2)])
-        self.server = Socks5Server(reactor, self.community, hops=1)
-        self.server.start()
-        self.addCleanup(self.server.stop)
-        self.listening = reactor.listenTCP(0, self.server, interface="127.0.0.1")
+        self.server = self.serve(Socks5Server(reactor, self.community, hops=1))
+
+    def serve(self, server: Socks5Server) -> Socks5Server:
+        """Start ``server`` and listen on a free port (:attr:`port`)."""
+        server.start()
+        self.addCleanup(server.stop)
+        self.listening = reactor.listenTCP(0, server, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         self.port = self.listening.getHost().port
+        return server
 
-    async def associate(self) -> Socks5UdpClient:
+    async def associate(self, credentials: tuple[bytes, bytes] | None = None) -> Socks5UdpClient:
         """A client with an open association."""
         client = Socks5UdpClient()
-        await client.open(self.port)
+        await client.open(self.port, credentials=credentials)
         self.addCleanup(client.close)
         return client
 
     def test_starts_pool(self) -> None:
         """Starting the server asks the community for circuits of its hop count."""
         self.assertEqual(self.community.built, [1])
-        self.assertEqual(len(self.community.handlers), 1)
 
     @async_test
     async def test_connect_and_bind_refused(self) -> None:
@@ -214,8 +275,24 @@ class ServerTests(TestCase):
 
     @async_test
     async def test_no_acceptable_method(self) -> None:
-        """A client offering only username/password gets 0xFF and is closed."""
-        self.assertEqual(await control_exchange(self.port, b"\x05\x01\x02"), b"\x05\xff")
+        """A client offering only GSSAPI (0x01) gets 0xFF and is closed."""
+        self.assertEqual(await control_exchange(self.port, b"\x05\x01\x01"), b"\x05\xff")
+
+    @async_test
+    async def test_credentials_preferred_and_checked(self) -> None:
+        """Offered both, the server picks username/password (RFC 1929), as Tor does; any credentials
+        are accepted (they label an isolation group); a bad subnegotiation version closes."""
+        client = await self.associate((b"app", b"one"))
+        [association] = self.server.associations
+        self.assertTrue(association.circuits.isolated)
+        self.assertEqual(len(self.server.groups), 1)
+        [(circuit, purpose)] = self.community.started        # its own circuit, not the pool's
+        self.assertEqual((circuit.goal_hops, purpose), (1, "isolated"))
+        answer = await control_exchange(self.port, b"\x05\x02\x00\x02" + b"\x05\x01a\x01b")
+        self.assertEqual(answer, b"\x05\x02")
+        client.writer.close()
+        await wait_for(lambda: not self.server.groups, what="the group to close with its last association")
+        self.assertIs(circuit.state, CircuitState.CLOSED)
 
     @async_test
     async def test_malformed_closes(self) -> None:
@@ -231,40 +308,42 @@ class ServerTests(TestCase):
 
     @async_test
     async def test_domain_passed_unchanged(self) -> None:
-        """ATYP 3 destinations reach tunnel_data as the same name string, unresolved."""
+        """ATYP 3 destinations reach flow_data as the same name string, unresolved."""
         client = await self.associate()
-        client.send(("Peer-Name.hidden", 4000), b"hi")
-        await wait_for(lambda: bool(self.community.sent), what="tunnel_data")
-        [(circuit, destination, payload)] = self.community.sent
-        self.assertEqual((destination, payload), (("Peer-Name.hidden", 4000), b"hi"))
-        self.assertEqual(circuit.goal_hops, 1)
+        client.send(("Peer-Name.hidden-not", 4000), b"hi")
+        await wait_for(lambda: bool(self.community.sent), what="flow_data")
+        [(flow, destination, payload)] = self.community.sent
+        self.assertEqual((destination, payload), (("Peer-Name.hidden-not", 4000), b"hi"))
+        self.assertEqual(flow.circuit.goal_hops, 1)
 
     @async_test
     async def test_stable_spread(self) -> None:
-        """Each destination sticks to one circuit; many destinations use several circuits."""
+        """Each destination sticks to one circuit; many destinations use several circuits, with one
+        flow of the association on each circuit it uses."""
         client = await self.associate()
         for round_ in range(2):
             for port in range(5000, 5040):
                 client.send(("192.0.2.1", port), b"%d" % round_)
         await wait_for(lambda: len(self.community.sent) == 80, what="80 datagrams")
         chosen: dict[Address, set[int]] = {}
-        for circuit, destination, _ in self.community.sent:
-            chosen.setdefault(destination, set()).add(circuit.circuit_id)
+        for flow, destination, _ in self.community.sent:
+            chosen.setdefault(destination, set()).add(flow.circuit.circuit_id)
         self.assertTrue(all(len(ids) == 1 for ids in chosen.values()))
-        self.assertGreater(len(set().union(*chosen.values())), 1)
-        self.assertNotIn(9, set().union(*chosen.values()))        # never a circuit of another hop count
+        used = set().union(*chosen.values())
+        self.assertGreater(len(used), 1)
+        self.assertNotIn(9, used)        # never a circuit of another hop count
+        self.assertEqual(len({flow for flow, _, _ in self.community.sent}), len(used))
 
     @async_test
     async def test_replies_and_foreign_sources(self) -> None:
-        """Replies come back framed; datagrams from another socket and fragments are dropped."""
+        """Replies on the association's flow come back framed; datagrams from another socket and
+        fragments are dropped; after the association ends its flows are closed."""
         client = await self.associate()
         client.send(("192.0.2.1", 53), b"query")
         await wait_for(lambda: len(self.community.sent) == 1, what="the query")
-        circuit = self.community.sent[0][0]
-        self.community.handlers[0](circuit, ("192.0.2.1", 53), b"answer")
+        flow = self.community.sent[0][0]
+        flow.on_data(("192.0.2.1", 53), b"answer")
         self.assertEqual(await client.receive(), (("192.0.2.1", 53), b"answer"))
-        self.community.handlers[0](circuit, ("192.0.2.99", 53), b"unasked")       # never contacted
-        self.assertEqual(self.server.stats["dropped_unrouted_reply"], 1)
 
         intruder = Socks5UdpClient()
         loop = asyncio.get_running_loop()
@@ -279,6 +358,11 @@ class ServerTests(TestCase):
         self.assertEqual([payload for _, _, payload in self.community.sent], [b"query", b"last"])
         self.assertEqual(self.server.stats["dropped_foreign_source"], 1)
         self.assertEqual(self.server.stats["dropped_fragment"], 1)
+        client.writer.close()
+        await wait_for(lambda: not self.server.associations, what="the association to end")
+        self.assertEqual(self.community.ended, [flow])
+        self.assertFalse(flow.open)
+        self.assertEqual(self.server.stats["delivered"], 1)          # ended associations stay counted
 
     @async_test
     async def test_association_ends_with_tcp(self) -> None:
@@ -289,6 +373,66 @@ class ServerTests(TestCase):
         await wait_for(lambda: not self.server.associations, what="the association to end")
         self.assertIsNone(association.port)
         self.assertFalse(association.transport is not None and association.transport.connected)
+
+    @async_test
+    async def test_association_limits(self) -> None:
+        """Beyond max_associations (and beyond max_per_client) UDP ASSOCIATE gets reply 0x02 and EOF;
+        a slot is free again once an association ends; a new credential group beyond the group
+        bound is refused the same way."""
+        self.server = self.serve(Socks5Server(reactor, self.community, hops=1, max_associations=3, max_per_client=2))
+        first = await self.associate()
+        await self.associate()
+        request = b"\x05\x01\x00" + b"\x05\x03\x00" + encode_address("0.0.0.0", 0)
+        refused = await control_exchange(self.port, request)
+        self.assertEqual(refused, b"\x05\x00" + encode_reply(Reply.NOT_ALLOWED))     # per client (127.0.0.1)
+        self.assertEqual(self.server.counters["refused_associations"], 1)
+        first.writer.close()
+        await wait_for(lambda: len(self.server.associations) == 1, what="a slot to free")
+        await self.associate()
+        self.assertEqual(len(self.server.associations), 2)
+        wide = self.serve(Socks5Server(reactor, self.community, hops=1, max_associations=100, max_per_client=100))
+        for i in range(MAX_ISOLATION_GROUPS):
+            await self.associate((b"group", b"%d" % i))
+        self.assertEqual(len(wide.groups), MAX_ISOLATION_GROUPS)
+        over = await control_exchange(self.port, b"\x05\x01\x02" + encode_userpass(b"group", b"x") + request[3:])
+        self.assertEqual(over, b"\x05\x02\x01\x00" + encode_reply(Reply.NOT_ALLOWED))
+        await self.associate((b"group", b"0"))       # an existing group takes more members
+        self.assertEqual(wide.counters["refused_isolation_groups"], 1)
+
+    @async_test
+    async def test_handshakes_bounded(self) -> None:
+        """Beyond MAX_HANDSHAKES connections still negotiating, a new one is closed at once (EOF,
+        nothing sent), counted; an association does not count against the bound."""
+        await self.associate()
+        waiting = [await asyncio.open_connection("127.0.0.1", self.port) for _ in range(MAX_HANDSHAKES)]
+        for _, writer in waiting:
+            self.addCleanup(writer.close)
+        await wait_for(lambda: len(self.server.connections) == MAX_HANDSHAKES + 1, what="the handshakes")
+        self.assertEqual(await control_exchange(self.port, b"\x05\x01\x00"), b"")
+        self.assertEqual(self.server.counters["refused_busy"], 1)
+
+
+class HandshakeTimerTests(SynchronousTestCase):
+    """The handshake timeout, on a Clock."""
+
+    def test_timeout_closes_and_association_cancels(self) -> None:
+        """A connection that does not finish within HANDSHAKE_TIMEOUT is closed; one that sends
+        its greeting in time but stalls is closed too; the timer goes with the connection."""
+        clock = Clock()
+        server = Socks5Server(clock, RecordingCommunity([]), hops=1)
+        server.start()
+        protocol = server.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"\x05\x01\x00")
+        self.assertEqual(transport.value(), b"\x05\x00")
+        clock.advance(HANDSHAKE_TIMEOUT - 0.1)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(server.connections, set())
 
 
 # --- end to end through real circuits -----------------------------------------------------

@@ -21,13 +21,16 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from .exit.addresses import is_forbidden_ip, parse_destination
+from .exit.addresses import is_forbidden_ip
 from .core.circuits import Circuit, JoinedCircuit
 from .errors import CircuitBuildFailed, CircuitNotReady, DatagramTooLarge, NoExitAvailable
+from .exit.flows import ExitFlows, FlowBudget
 from .exit.sockets import ExitSocket
 from .exit.policy import DestinationGuard, ExitPolicy
 from .core.hs_relay import HiddenRelay
 from .core.ipv8_dispatch import IPv8Dispatch
+from .core.destinations import DestinationCache, payload_bytes
+from .core.flows import Flow, FlowDataHandler, FlowRefusalHandler
 from .core.origin import DataHandler, OriginRole, PathHop
 from .core.guards import EntryGuards, Vanguards, first_hops
 from .core.pathsel import Candidate, PeerFlag, select_path
@@ -41,11 +44,9 @@ from .settings import MAX_HOPS, MAX_UDP_PAYLOAD, TunnelSettings
 from .stats import Stats
 from .core.transport import TwistedUDPEndpoint
 from .wire.cells import CELL_SIZE, CellType, TOKEN_SIZE
-from .wire.relay import MAX_ADDRESS, RelayCommand, encode_data
+from .wire.relay import DEFAULT_FLOW_HEADER, MAX_DATA_HEADER, RelayCommand
 
 Address = tuple[str, int]
-HIDDEN_SUFFIX = ".hidden"
-"""Names of hidden-service peers; reserved, never sent to an exit."""
 MAX_BUILDING = 4
 """Circuits of one hop count we build at the same time."""
 
@@ -91,7 +92,7 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
         self.log_budget = LogBudget(self.reactor.seconds())
         """Lines a stranger's datagrams may make us log (DESIGN.md property 15)."""
         self.ipv8_dispatch = IPv8Dispatch(self, self.stats, self.reactor.seconds)
-        self.reassembly = ReassemblyBuffer(MAX_UDP_PAYLOAD + MAX_ADDRESS, self.stats.drop, now=self.reactor.seconds())
+        self.reassembly = ReassemblyBuffer(MAX_UDP_PAYLOAD + MAX_DATA_HEADER, self.stats.drop, now=self.reactor.seconds())
         """Bounds of reassembly for every circuit and session of this node (doc/protocol.md 4.1)."""
         if self.udp.host not in ("0.0.0.0", "::") and self.udp.is_open():
             self.my_estimated_lan = (self.udp.host, self.udp.port)
@@ -109,13 +110,14 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
                                  reassembly=self.reassembly)
         self.exit_bandwidth = TokenBucket(self.settings.exit_bandwidth, self.settings.exit_bandwidth,
                                           self.reactor.seconds())
+        self.exit_flow_budget = FlowBudget()
         self.dht_provider = settings.dht_provider
         self.hidden_relay = HiddenRelay(self.relay, lambda: self.udp.port, lambda: self.dht_provider)
         self.relay.hidden = self.hidden_relay
         self.guards = settings.guards if settings.guards is not None else EntryGuards(self.rng)
         self.vanguards = Vanguards(self.rng)
         self.pool_hops: set[int] = set()
-        self._encoded_destinations: dict[Any, bytes] = {}
+        self.destinations = DestinationCache()
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = self.reactor
         self._ticker.start(settings.tick_interval, now=False)
@@ -164,40 +166,50 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
         """
         if message_type != "data":
             raise ValueError(f"unknown message type {message_type!r}; only 'data' is defined")
-        data = _payload_bytes(payload)
-        self.check_size(data)
-        if not isinstance(destination, tuple) or len(destination) != 2:
-            raise TypeError("destination must be a (host, port) tuple")
-        # only exact ints hit the cache: True == 1 must still be refused as a port
-        prefix = self._encoded_destinations.get(destination) if type(destination[1]) is int else None
-        if prefix is None:
-            prefix = self._encode_destination(destination)
+        self._send(circuit, DEFAULT_FLOW_HEADER, destination, payload)
+
+    def open_flow(self, circuit: Circuit, on_data: FlowDataHandler, on_refused: FlowRefusalHandler | None = None) -> Flow:
+        """Open a flow of our own on ``circuit``: the exit sends its datagrams (:meth:`flow_data`)
+        from a UDP socket of that flow alone, and the replies to that socket reach
+        ``on_data(source, payload)`` only, never the data handlers or another flow; its refusals
+        reach ``on_refused(destination, reason)``.  Like a Tor stream (doc/protocol.md 4.3).
+
+        :raises CircuitNotReady: the circuit is not ours or not ready.
+        :raises ~tunnels.errors.FlowLimitReached: the circuit has as many flows as an exit keeps.
+        """
         if not isinstance(circuit, Circuit) or self.origin.circuits.get(circuit.circuit_id) is not circuit:
             raise CircuitNotReady("not one of this community's circuits")
+        return self.origin.open_flow(circuit, on_data, on_refused)
+
+    def flow_data(self, flow: Flow, destination: Address, payload: str | bytes) -> None:
+        """Send ``payload`` on ``flow`` to ``destination``; as :meth:`tunnel_data` otherwise.
+
+        :raises CircuitNotReady: the flow ended or its circuit closed.
+        """
+        self._send(flow.circuit, flow.header, destination, payload, flow)
+
+    def close_flow(self, flow: Flow) -> None:
+        """End ``flow``: the exit closes its sockets; late replies are dropped (idempotent)."""
+        self.origin.close_flow(flow)
+
+    def _send(self, circuit: Circuit, header: bytes, destination: Address, payload: str | bytes,
+              flow: Flow | None = None) -> None:
+        data = payload_bytes(payload)
+        self.check_size(data)
+        prefix = self.destinations.prefix(destination)
+        if not isinstance(circuit, Circuit) or self.origin.circuits.get(circuit.circuit_id) is not circuit:
+            raise CircuitNotReady("not one of this community's circuits")
+        if flow is not None and not flow.open:
+            raise CircuitNotReady(f"{flow!r} has ended")
         if not circuit.ready:
             raise CircuitNotReady(f"{circuit!r} is not ready")
-        self.origin.send_datagram(circuit, prefix + data)
+        self.origin.send_datagram(circuit, b"".join((header, prefix, data)))
 
     def check_size(self, data: bytes) -> None:
         """Raise :class:`DatagramTooLarge` if ``data`` exceeds ``max_datagram_size``."""
         if len(data) > self.settings.max_datagram_size:
             raise DatagramTooLarge(f"datagram of {len(data)} bytes exceeds max_datagram_size "
                                    f"({self.settings.max_datagram_size} bytes)")
-
-    def _encode_destination(self, destination: Address) -> bytes:
-        """Validate and encode a destination once; remembered for the next datagrams to it."""
-        host, port = destination
-        if isinstance(host, str) and host.endswith(HIDDEN_SUFFIX):
-            raise CircuitNotReady(f"no live connection to hidden-service peer {host}; such names never go to exits")
-        if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
-            target = ("0.0.0.0", port)
-        else:
-            target = parse_destination(host, port)
-        prefix = encode_data(target, b"")
-        if len(self._encoded_destinations) >= 1024:
-            self._encoded_destinations.clear()
-        self._encoded_destinations[destination] = prefix
-        return prefix
 
     # --- receiving and events -------------------------------------------------------------
 
@@ -411,14 +423,17 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
             return "bad_address"
         return None if forbidden is None else "non_global_address"
 
-    def _open_exit(self, circuit: JoinedCircuit) -> ExitSocket:
+    def _open_exit(self, circuit: JoinedCircuit) -> ExitFlows:
         policy = ExitPolicy(allow_ports=self.settings.exit_ports, allow_non_global=self.testnet,
                             own_addresses=frozenset() if self.testnet else frozenset({self.udp.host}) - {"0.0.0.0"})
         guard = DestinationGuard(self.settings.exit_unanswered_packets, self.settings.exit_destinations_per_circuit)
         interfaces = (self.udp.host, "::1") if self.testnet else ("0.0.0.0", "::")
-        return ExitSocket(self.reactor, interfaces, policy, guard, self.exit_bandwidth, self.stats,
-                          lambda source, payload: self.relay.exit_reply(circuit, source, payload),
-                          lambda destination, reason: self.relay.refuse(circuit, destination, reason))
+
+        def open_socket(flow: int) -> ExitSocket:
+            return ExitSocket(self.reactor, interfaces, policy, guard, self.exit_bandwidth, self.stats,
+                              lambda source, payload: self.relay.exit_reply(circuit, flow, source, payload),
+                              lambda destination, reason: self.relay.refuse(circuit, flow, destination, reason))
+        return ExitFlows(open_socket, guard, self.exit_flow_budget, self.stats)
 
     # --- shutdown -------------------------------------------------------------------------
 
@@ -465,14 +480,6 @@ def _check_hops(hops: object, most: int) -> None:
         raise TypeError(f"hops must be an int, got {type(hops).__name__}")
     if not 1 <= hops <= most:
         raise ValueError(f"hops must be between 1 and {most}, got {hops}")
-
-
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    raise TypeError(f"payload must be str or bytes, got {type(payload).__name__}")
 
 
 def _global_reactor() -> Any:

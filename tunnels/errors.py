@@ -29,6 +29,10 @@ class CircuitNotReady(TunnelError):
     """The circuit is not (or no longer) ready to carry data."""
 
 
+class FlowLimitReached(TunnelError):
+    """A circuit carries as many flows as an exit keeps open (or used every flow id): use another."""
+
+
 class NoExitAvailable(TunnelError):
     """No known peer offers to exit data, so no data circuit can be built."""
 

@@ -64,10 +64,15 @@ DROPS: dict[str, str] = {
     "malformed_refusal": "an exit's refusal notice that does not decode",
     "exit_bandwidth": "the exit's bandwidth budget (--exit-bandwidth) was used up",
     "exit_send_error": "the exit's socket refused to send (the OS reported an error)",
-    "exit_unsolicited": "a datagram to an exit socket from an address that circuit never contacted",
+    "exit_unsolicited": "a datagram to an exit socket from an address that socket's flow never contacted",
     "exit_reply_too_large": "a reply from a destination above the exit's max_datagram_size",
     "exit_too_large": "a datagram the exit's socket could not send whole (above the UDP maximum)",
     "exit_no_ipv6": "an IPv6 destination at an exit whose host has no IPv6",
+    "exit_no_ipv4": "an IPv4 destination at an exit whose host would not open another UDP socket",
+    "exit_flows_exhausted": "a new flow at an exit that has as many open as it allows in all (1,024)",
+    "exit_flow_ended": "a datagram of a flow the originator had ended (reordered behind FLOW_END)",
+    "malformed_flow_end": "a FLOW_END message that does not decode (wrong length, or flow 0)",
+    "flow_closed": "a reply or refusal for a flow that had ended (its application is gone): delivered to nobody",
     # hidden services
     "introduce_rate": "introductions to an intro point above its rate limit",
     "introduce2_unknown_service": "an introduction for a service we no longer offer",
@@ -116,7 +121,9 @@ DROPS: dict[str, str] = {
     "client_write": "a reply the client's UDP socket would not take",
     "too_large": "a datagram above the node's max_datagram_size",
     "reply_too_large": "a reply too large to wrap in the SOCKS5 header within one IPv4 datagram (over 65,497 bytes)",
-    "unrouted_reply": "a reply for an association that has ended",
+    "no_flow": "every ready circuit already carries as many flows as an exit keeps (16): none for this association",
+    "no_session": "a datagram to a hidden-service peer name with no live session",
+    "peer_in_use": "a datagram to a hidden-service peer another association talks to (they could not be told apart)",
 }
 """Drop reason -> one-line explanation."""
 
@@ -137,6 +144,8 @@ REFUSALS: dict[str, str] = {
     "exit:send_failed": "the exit's socket could not send",
     "exit:too_large": "a datagram above the exit's largest datagram (max_datagram_size)",
     "exit:no_ipv6": "an IPv6 destination at an exit whose host has no IPv6",
+    "exit:too_many_flows": "a new flow on a circuit that already has 16 open (one per application)",
+    "exit:no_socket": "a new flow at an exit out of sockets (1,024 flows open, or the OS refused one)",
     # relays refusing to join a circuit (they answer with a DESTROY)
     "create:not_a_relay": "a CREATE to a node that relays nothing (--max-joined-circuits 0)",
     "create:create_rate": "CREATEs from one address above the rate limit",

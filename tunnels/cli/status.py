@@ -113,6 +113,10 @@ def render(status: dict[str, Any], url: str) -> str:
         lines.append(f"{section.get('title', name)}: " + ", ".join(f"{k.replace('_', ' ')} {v}"
                                                                   for k, v in figures.items()))
         lines.extend(_reasons("  drops", section.get("drops") or {}))
+        if section.get("refusals") is not None:
+            lines.extend(_reasons("  refused by exits", {f"exit:{k}": n for k, n in section["refusals"].items()}))
+        for row in section.get("rows") or []:
+            lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in row.items()))
     return "\n".join(lines) + "\n"
 
 

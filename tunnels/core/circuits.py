@@ -15,6 +15,7 @@ from .reassembly import Reassembly
 
 if TYPE_CHECKING:
     from ..crypto.ntor import ClientState
+    from .flows import Flow
     from ..settings import TunnelSettings
 
 Address = tuple[str, int]
@@ -87,6 +88,10 @@ class Circuit:
         """Id of the last fragmented datagram we sent (doc/protocol.md 4.1)."""
         self.reassembly: Reassembly | None = None
         """Replies arriving in pieces (created on the first piece)."""
+        self.flows: dict[int, Flow] = {}
+        """Open flows by id (:mod:`tunnels.core.flows`); flow 0 is implicit and never listed."""
+        self.last_flow_id = 0
+        """The last flow id given out on this circuit (ids are never reused)."""
 
     @property
     def first_hop(self) -> Address:

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from .circuits import Circuit, CircuitState, Hop
+from .flows import Flow, FlowDataHandler, FlowRefusalHandler, forget_all, forget_flow, new_flow
 from ..crypto import ntor
 from ..crypto.onion import HopKeys, IntegrityError, ReplayError, unwrap_backward, wrap_forward
 from ..errors import CircuitBuildFailed, DecodeError, HandshakeError
@@ -203,15 +204,7 @@ class OriginRole:
             self.stats.note("extend_failed")
             self.close(circuit, "extend_failed")
         elif command == RelayCommand.DATA_REFUSED:
-            try:
-                destination, offset = msg.decode_address(data)
-            except DecodeError:
-                self.stats.drop("malformed_refusal")
-                return
-            reason = data[offset:].decode("ascii", "replace")
-            self.stats.note("data_refused")
-            for handler in list(self.refusal_handlers):
-                self.call_handler(handler, circuit, destination, reason)
+            self._on_refused(circuit, data)
         elif command in msg.FORWARD_COMMANDS:
             self.stats.drop("wrong_direction")
             self.close(circuit, "protocol")
@@ -219,11 +212,19 @@ class OriginRole:
             self.stats.drop("unexpected_command")
 
     def _on_data(self, circuit: Circuit, data: bytes) -> None:
-        """A whole DATA message from the exit: to the circuit's sink or the data handlers."""
+        """A whole DATA message from the exit: to its flow's owner, else (flow 0) to the
+        circuit's sink or the data handlers.  A reply for an ended flow reaches nobody."""
         try:
-            source, payload = msg.decode_data(data)
+            flow_id, source, payload = msg.decode_data(data)
         except DecodeError:
             self.stats.drop("malformed_data")
+            return
+        if flow_id != msg.DEFAULT_FLOW:
+            flow = circuit.flows.get(flow_id)
+            if flow is None:
+                self.stats.drop("flow_closed")
+                return
+            self.call_handler(flow.on_data, source, payload)
             return
         if circuit.data_sink is not None:
             circuit.data_sink(source, payload)
@@ -231,6 +232,37 @@ class OriginRole:
         self.stats.note("data_received")
         for handler in list(self.data_handlers):
             self.call_handler(handler, circuit, source, payload)
+
+    def _on_refused(self, circuit: Circuit, data: bytes) -> None:
+        """DATA_REFUSED: to the flow's owner, else (flow 0) to the refusal handlers."""
+        try:
+            flow_id, destination, reason = msg.decode_refusal(data)
+        except DecodeError:
+            self.stats.drop("malformed_refusal")
+            return
+        self.stats.note("data_refused")
+        if flow_id != msg.DEFAULT_FLOW:
+            flow = circuit.flows.get(flow_id)
+            if flow is None:
+                self.stats.drop("flow_closed")
+            elif flow.on_refused is not None:
+                self.call_handler(flow.on_refused, destination, reason)
+            return
+        for handler in list(self.refusal_handlers):
+            self.call_handler(handler, circuit, destination, reason)
+
+    # --- flows ----------------------------------------------------------------------------
+
+    def open_flow(self, circuit: Circuit, on_data: FlowDataHandler, on_refused: FlowRefusalHandler | None) -> Flow:
+        """Open the next flow of ``circuit`` (see :func:`tunnels.core.flows.new_flow` for errors)."""
+        flow = new_flow(circuit, on_data, on_refused)
+        self.stats.note("flows_opened")
+        return flow
+
+    def close_flow(self, flow: Flow) -> None:
+        """End ``flow`` and tell the exit (FLOW_END) to close its sockets; idempotent."""
+        if forget_flow(flow) and flow.circuit.ready:
+            self.send_message(flow.circuit, RelayCommand.FLOW_END, flow.header)
 
     # --- teardown -----------------------------------------------------------------------
 
@@ -250,6 +282,7 @@ class OriginRole:
         self.table.remove(circuit.first_hop, circuit.circuit_id)
         if circuit.reassembly is not None:
             circuit.reassembly.clear()
+        forget_all(circuit)
         if notify:
             self.send(circuit.first_hop, frame(CellType.DESTROY, circuit.circuit_id, circuit.token))
         self.stats.note(f"circuits_closed_{reason}")

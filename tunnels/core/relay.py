@@ -215,6 +215,8 @@ class RelayRole:
             self.exit_data(circuit, data)
         elif command == RelayCommand.DATA_FRAGMENT:
             self.exit_fragment(circuit, data)
+        elif command == RelayCommand.FLOW_END:
+            self.end_flow(circuit, data)
         elif command == RelayCommand.PING:
             self.reply(circuit, RelayCommand.PONG, data[:8])
         elif command == RelayCommand.EXTEND:
@@ -279,26 +281,27 @@ class RelayRole:
     # --- exit ---------------------------------------------------------------------------
 
     def exit_data(self, circuit: JoinedCircuit, data: bytes) -> None:
-        """Send data to the Internet for the originator, if we are an exit and policy allows."""
+        """Send data to the Internet for the originator, on its flow's socket, if we are an
+        exit and policy allows; else tell the originator why (DATA_REFUSED)."""
         try:
-            destination, payload = msg.decode_data(data)
+            flow, destination, payload = msg.decode_data(data)
         except DecodeError:
             self.stats.drop("malformed_data")
             return
         if self.open_exit is None:
             self.stats.note("exit_refused_not_exit")
-            self.refuse(circuit, destination, NOT_AN_EXIT)
+            self.refuse(circuit, flow, destination, NOT_AN_EXIT)
             return
         if len(payload) > self.settings.max_datagram_size:
             self.stats.note("exit_refused_too_large")
-            self.refuse(circuit, destination, DATAGRAM_TOO_LARGE)
+            self.refuse(circuit, flow, destination, DATAGRAM_TOO_LARGE)
             return
         if circuit.exit is None:
             circuit.exit = self.open_exit(circuit)
-        refusal = circuit.exit.send(destination, payload)
+        refusal = circuit.exit.send(flow, destination, payload)
         if refusal is not None:
             self.stats.note(f"exit_refused_{refusal_kind(refusal)}")
-            self.refuse(circuit, destination, refusal)
+            self.refuse(circuit, flow, destination, refusal)
 
     def exit_fragment(self, circuit: JoinedCircuit, data: bytes) -> None:
         """One piece of a datagram for the Internet: exit it once all its pieces are here."""
@@ -306,21 +309,30 @@ class RelayRole:
         if whole is not None:
             self.exit_data(circuit, whole)
 
-    def refuse(self, circuit: JoinedCircuit, destination: Address, reason: str) -> None:
-        """Tell the originator why its datagram to ``destination`` did not leave (DATA_REFUSED)."""
+    def end_flow(self, circuit: JoinedCircuit, data: bytes) -> None:
+        """FLOW_END: the originator's application is gone; close that flow's sockets."""
+        try:
+            flow = msg.decode_flow_end(data)
+        except DecodeError:
+            self.stats.drop("malformed_flow_end")
+            return
+        if circuit.exit is not None:
+            circuit.exit.end(flow)
+
+    def refuse(self, circuit: JoinedCircuit, flow: int, destination: Address, reason: str) -> None:
+        """Tell the originator why its datagram on ``flow`` to ``destination`` did not leave (DATA_REFUSED)."""
         if circuit not in self.joined:
             return
-        self.reply(circuit, RelayCommand.DATA_REFUSED,
-                   msg.encode_address(*destination) + reason.encode("ascii", "replace")[:200])
+        self.reply(circuit, RelayCommand.DATA_REFUSED, msg.encode_refusal(flow, destination, reason))
 
-    def exit_reply(self, circuit: JoinedCircuit, source: Address, payload: bytes) -> None:
-        """A destination answered through our exit socket: send it to the originator."""
+    def exit_reply(self, circuit: JoinedCircuit, flow: int, source: Address, payload: bytes) -> None:
+        """A destination answered ``flow``'s exit socket: send it to the originator on that flow."""
         if circuit not in self.joined:
             return
         if len(payload) > self.settings.max_datagram_size:
             self.stats.drop("exit_reply_too_large")
             return
-        self.reply_datagram(circuit, msg.encode_data(source, payload))
+        self.reply_datagram(circuit, msg.encode_data(source, payload, flow))
 
     # --- teardown and limits ------------------------------------------------------------
 

@@ -81,6 +81,8 @@ def families(status: dict[str, Any] | None) -> Iterator[Metric]:
     yield _gauge("exit_sockets", "Joined circuits with an open exit socket", status["exit_sockets"])
     yield _gauge("exit_destinations", "Destinations tracked by our exit sockets (no addresses are exported)",
                  status["exit_destinations"])
+    yield _gauge("exit_flows", "Flows with open exit sockets (one per application on each exit circuit)",
+                 status["exit_flows"])
     yield from _flow(status["flow"])
     if status["dht"] is not None:
         yield from _dht(status["dht"])
@@ -133,6 +135,10 @@ def _section(name: str, section: dict[str, Any]) -> Iterator[Metric]:
     if drops is not None:
         yield _labelled(CounterMetricFamily, f"{name}_dropped", f"{title}: datagrams dropped, by reason", ["reason"],
                         [([r], n) for r, n in drops.items()])
+    refusals = section.get("refusals")
+    if refusals is not None:
+        yield _labelled(CounterMetricFamily, f"{name}_refused", f"{title}: datagrams exits refused, by reason",
+                        ["reason"], [([r], n) for r, n in refusals.items()])
 
 
 class SnapshotCollector:

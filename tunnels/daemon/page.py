@@ -199,6 +199,9 @@ def _sections(s: dict[str, Any]) -> str:
         out.append(_table(["", ""], [[k.replace("_", " "), v] for k, v in figures.items()], {1}))
         if section.get("drops") is not None:
             out.append(f'<p>Dropped, by reason:</p><table>{_reason_rows(section["drops"])}</table>')
+        if section.get("refusals") is not None:
+            refused = {f"exit:{kind}": n for kind, n in section["refusals"].items()}
+            out.append(f'<p>Refused by exits, by reason:</p><table>{_reason_rows(refused)}</table>')
         rows = section.get("rows") or []
         if rows:
             columns = list(rows[0])

@@ -12,8 +12,9 @@ endpoint on 127.0.0.1 all the same (the default): it shows how much a node does 
 
 Front ends add sections (:meth:`TunnelService.add_status_section
 <tunnels.daemon.service.TunnelService.add_status_section>`): a dict with the optional keys
-``title`` (str), ``gauges`` and ``counters`` (name -> number), ``drops`` (reason -> count)
-and ``rows`` (a list of flat dicts, shown as a table on the page).
+``title`` (str), ``gauges`` and ``counters`` (name -> number), ``drops`` (reason -> count),
+``refusals`` (an exit refusal kind of :data:`tunnels.reasons.REFUSALS` -> count) and ``rows``
+(a list of flat dicts, shown as a table on the page).
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def node_status(node: Any, now: float, started: float | None = None) -> dict[str
         "joined_by_position": _positions(joined),
         "exit_sockets": sum(1 for c in joined if c.exit is not None),
         "exit_destinations": sum(len(c.exit.guard) for c in joined if c.exit is not None),
+        "exit_flows": sum(len(c.exit) for c in joined if c.exit is not None),
         "bytes_up": node.endpoint.bytes_up,
         "bytes_down": node.endpoint.bytes_down,
         "cells": _cells(circuits, joined, stats.retired_cells),

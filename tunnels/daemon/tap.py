@@ -78,6 +78,8 @@ class Options(usage.Options):
     optFlags = [
         ["exit", None, "Exit UDP data to the Internet for others (read the exit notes in doc/user-guide.md)."],
         ["testnet", None, "Local test network: allow loopback/private addresses for hops and exits."],
+        ["socks5-debug", None, "Show each SOCKS5 association's destinations in the status (debugging only: "
+                               "they are what your applications talk to)."],
     ]
     optParameters = [
         ["host", None, "0.0.0.0", "IPv4 address the cell/IPv8 UDP socket binds to."],
@@ -238,8 +240,8 @@ def make_service(options: Options, reactor: Any) -> IService:
         StatusService(reactor, service.status, options["status-port"], options["status-interface"],
                       label="--status-port").setServiceParent(service)
     if options["socks5-port"] is not None:
-        Socks5Service(reactor, service, options["socks5-port"], SOCKS5_HOPS,
-                      label="--socks5-port").setServiceParent(service)
+        Socks5Service(reactor, service, options["socks5-port"], SOCKS5_HOPS, label="--socks5-port",
+                      show_destinations=bool(options["socks5-debug"])).setServiceParent(service)
     return service
 
 

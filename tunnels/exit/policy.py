@@ -238,6 +238,8 @@ _REFUSAL_KINDS: Final = {
     "send failed": "send_failed",
     "datagram too large": "too_large",
     "no IPv6 at this exit": "no_ipv6",
+    "too many flows": "too_many_flows",
+    "no socket at this exit": "no_socket",
 }
 
 

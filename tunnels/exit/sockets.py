@@ -6,7 +6,9 @@ allows (global addresses, allowed ports, never itself), at most a few packets to
 destination that never answered, at most so many destinations per circuit, within
 a node-wide bandwidth budget.  Hostnames are resolved here (IPv4 and IPv6), every
 resolved address is checked (DNS rebinding) and the checked address is pinned for the
-flow.  Only datagrams from a destination this circuit contacted travel back.
+flow.  Only datagrams from a destination this socket contacted travel back: one exit
+circuit has an :class:`ExitSocket` per flow (:mod:`tunnels.exit.flows`), and a destination
+one flow talks to cannot reach another flow's application by guessing its port.
 
 Every datagram the originator asks for is either sent or refused with a reason: the
 reason is returned at once, or, for a name still being resolved, passed to ``refuse``
@@ -29,8 +31,8 @@ from zope.interface import implementer
 
 from .addresses import is_ip_literal
 from .policy import DestinationGuard, ExitPolicy
-from .refusals import (BANDWIDTH_EXHAUSTED, DATAGRAM_TOO_LARGE, NO_IPV6, REFUSED_NAME, RESOLUTION_QUEUE_FULL,
-                       SEND_FAILED, TOO_MANY_NAMES)
+from .refusals import (BANDWIDTH_EXHAUSTED, DATAGRAM_TOO_LARGE, NO_IPV6, NO_SOCKET, REFUSED_NAME,
+                       RESOLUTION_QUEUE_FULL, SEND_FAILED, TOO_MANY_NAMES)
 from ..ratelimit import TokenBucket
 from ..runtime import listen_udp
 from ..stats import Stats
@@ -73,13 +75,15 @@ class _FamilyPort(DatagramProtocol):
 
 
 class ExitSocket:
-    """The Internet side of one exit circuit.
+    """The Internet side of one flow of an exit circuit.
 
     :param interfaces: ``(IPv4 interface, IPv6 interface)`` to bind (``"0.0.0.0"``/``"::"``
         in production, loopback in a test network).
     :param reply: called with ``(source, payload)`` for each datagram a contacted destination sends.
     :param refuse: called with ``(destination, reason)`` for datagrams refused after a name
         resolution (the destination as the originator named it).
+    :param guard: the circuit's :class:`DestinationGuard`, shared by its flows (the per-circuit
+        limits hold whatever the number of flows).
     """
 
     def __init__(self, reactor: Any, interfaces: tuple[str, str], policy: ExitPolicy, guard: DestinationGuard,
@@ -100,6 +104,8 @@ class ExitSocket:
         self.verdicts: dict[Address, str | None] = {}
         """Policy answers per destination (bounded like the guard: the per-circuit destination cap)."""
         self.pending: dict[str, list[Waiting]] = {}
+        self.contacted: set[Address] = set()
+        """Destinations this socket sent to (each passed the guard, so at most its destination cap)."""
 
     @property
     def port(self) -> Any:
@@ -166,10 +172,14 @@ class ExitSocket:
         if not self.bandwidth.take(self.reactor.seconds(), len(payload)):
             self.stats.drop("exit_bandwidth")
             return BANDWIDTH_EXHAUSTED
-        transport = self._port_for(6 if ":" in ip else 4)
-        if transport is None:
+        family = 6 if ":" in ip else 4
+        transport = self._port_for(family)
+        if transport is None and family == 6:
             self.stats.drop("exit_no_ipv6")
             return NO_IPV6
+        if transport is None:
+            self.stats.drop("exit_no_ipv4")
+            return NO_SOCKET
         try:
             transport.write(payload, destination)
         except MessageLengthError:
@@ -179,6 +189,7 @@ class ExitSocket:
             # OSError: unreachable, buffers full; ValueError: Twisted's InvalidAddressError
             self.stats.drop("exit_send_error")
             return SEND_FAILED
+        self.contacted.add(destination)
         self.stats.note("exit_packets_out")
         return None
 
@@ -199,7 +210,7 @@ class ExitSocket:
         """Pass back replies from destinations we contacted; drop everything else."""
         if self.closed:
             return
-        if not self.guard.note_reply(source):
+        if source not in self.contacted or not self.guard.note_reply(source):
             self.stats.drop("exit_unsolicited")
             return
         self.stats.note("exit_packets_in")

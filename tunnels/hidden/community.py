@@ -112,6 +112,27 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
         """Call ``handler(service_id, peer)`` when a connected member is lost."""
         self.lost_handlers.append(handler)
 
+    def claim_peer(self, peer: Address, sink: Callable[[Address, bytes], None]) -> bool:
+        """Give ``peer``'s data to ``sink(peer, payload)`` alone, not to the data handlers, while its
+        session lives (a front end whose applications must not see each other's data); True if
+        ``sink`` holds the claim, False if another sink does (compared with ``==``).
+
+        :raises CircuitNotReady: no session with ``peer``.
+        """
+        session = self.sessions_by_peer.get(peer) if isinstance(peer, tuple) else None
+        if session is None:
+            raise CircuitNotReady("no connection to this hidden-service peer")
+        if session.sink is not None and session.sink != sink:
+            return False
+        session.sink = sink
+        return True
+
+    def release_peer(self, peer: Address, sink: Callable[[Address, bytes], None]) -> None:
+        """Undo :meth:`claim_peer` (if ``sink`` holds the claim); the data handlers get the peer's data again."""
+        session = self.sessions_by_peer.get(peer) if isinstance(peer, tuple) else None
+        if session is not None and session.sink == sink:
+            session.sink = None
+
     def tunnel_data(self, circuit: Circuit, destination: Address, message_type: str, payload: str | bytes) -> None:
         """As :meth:`TunnelCommunity.tunnel_data`; to a hidden-service peer the data goes end to
         end through that peer's rendezvous circuit (whichever ready circuit is passed)."""

@@ -86,7 +86,7 @@ class SessionMixin(_Base):
                         self.origin.close(other.circuit, "duplicate_session")
             if keep is session:
                 self.sessions_by_peer.pop(session.peer, None)
-                session.peer = twins[0].peer
+                session.peer, session.sink = twins[0].peer, twins[0].sink
                 self.sessions_by_peer[session.peer] = session
             return
         self.stats.note("hs_peers_connected")
@@ -106,6 +106,9 @@ class SessionMixin(_Base):
         if payload is None:
             return
         self.stats.note("data_received")
+        if session.sink is not None:
+            self.origin.call_handler(session.sink, session.peer, payload)
+            return
         for handler in list(self.origin.data_handlers):
             self.origin.call_handler(handler, circuit, session.peer, payload)
 

@@ -42,6 +42,8 @@ class Session:
     """Id of the last datagram we sent the peer (doc/protocol.md 4.1)."""
     reassembly: Reassembly | None = None
     """The peer's datagrams arriving in pieces (created on the first piece)."""
+    sink: Callable[[Address, bytes], None] | None = None
+    """If set (``claim_peer``), ``sink(peer, payload)`` receives the peer's data instead of the data handlers."""
 
     def next_datagram_id(self) -> int:
         """Claim the id of the next datagram we send the peer."""

@@ -1,5 +1,6 @@
 # -*- test-case-name: test.test_socks5 -*-
-"""The SOCKS5 wire format (RFC 1928): greeting, request, reply and the UDP request header.
+"""The SOCKS5 wire format (RFC 1928): greeting, request, reply and the UDP request header,
+and the username/password subnegotiation (RFC 1929).
 
 Pure functions and values; no I/O.  Decoders return ``None`` while input is incomplete
 and raise :class:`Socks5Error` (with the reply code to answer, if any) on malformed bytes.
@@ -13,7 +14,10 @@ from enum import IntEnum
 Address = tuple[str, int]
 VERSION = 5
 NO_AUTH = 0x00
+USERNAME_PASSWORD = 0x02
 NO_ACCEPTABLE_METHODS = 0xFF
+USERPASS_VERSION = 0x01
+"""RFC 1929's subnegotiation version."""
 
 
 class Command(IntEnum):
@@ -88,6 +92,39 @@ def parse_greeting(data: bytes) -> tuple[bytes, int] | None:
     if len(data) < 2 + count:
         return None
     return bytes(data[2:2 + count]), 2 + count
+
+
+def parse_userpass(data: bytes) -> tuple[tuple[bytes, bytes], int] | None:
+    """Parse RFC 1929's ``VER ULEN UNAME PLEN PASSWD``: ((username, password), bytes used),
+    or None if incomplete.  Empty names and passwords are accepted (some clients send them).
+
+    :raises Socks5Error: a version other than 1.
+    """
+    if not data:
+        return None
+    if data[0] != USERPASS_VERSION:
+        raise Socks5Error(f"not RFC 1929 username/password (version {data[0]})")
+    if len(data) < 2:
+        return None
+    user_end = 2 + data[1]
+    if len(data) < user_end + 1:
+        return None
+    end = user_end + 1 + data[user_end]
+    if len(data) < end:
+        return None
+    return (bytes(data[2:user_end]), bytes(data[user_end + 1:end])), end
+
+
+def encode_userpass_reply(success: bool) -> bytes:
+    """RFC 1929's answer: ``VER STATUS``, status 0 for success."""
+    return bytes((USERPASS_VERSION, 0 if success else 1))
+
+
+def encode_userpass(username: bytes, password: bytes) -> bytes:
+    """RFC 1929's request (what a client sends); each field 0 to 255 bytes."""
+    if len(username) > 255 or len(password) > 255:
+        raise ValueError("RFC 1929 username and password are at most 255 bytes each")
+    return bytes((USERPASS_VERSION, len(username))) + username + bytes((len(password),)) + password
 
 
 def parse_address(data: bytes, offset: int) -> tuple[Address, int] | None:

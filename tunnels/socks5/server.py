@@ -2,13 +2,13 @@
 """A SOCKS5 (RFC 1928) UDP front end: applications send datagrams through circuits.
 
 Each :class:`Socks5Server` serves one hop count.  A client opens a TCP control
-connection, negotiates "no authentication" and asks for UDP ASSOCIATE; the server
-opens a UDP relay port on 127.0.0.1 and returns it.  Datagrams the client sends
-there carry the RFC 1928 UDP header naming their destination; they go out with
-:meth:`~tunnels.community.TunnelCommunity.tunnel_data` through a ready circuit of
-that hop count, the same circuit for the same destination while it lives.
-Replies come back wrapped in the same header.  CONNECT and BIND are refused with
-reply 0x07 (we carry datagrams only).
+connection (:mod:`.control`), negotiates (optionally with RFC 1929 credentials, which
+isolate it on circuits of its own: :mod:`.isolation`) and asks for UDP ASSOCIATE; the
+server opens a UDP relay port on 127.0.0.1 and returns it.  Datagrams the client sends
+there carry the RFC 1928 UDP header naming their destination; they go out on the
+association's own flow of a ready circuit (:mod:`.association`), the same circuit for
+the same destination while it lives.  Replies come back wrapped in the same header, to
+that association only.  CONNECT and BIND are refused with reply 0x07 (we carry datagrams only).
 
 Security rules, and why:
 
@@ -16,230 +16,53 @@ Security rules, and why:
   come from the control connection's IP (and from the port it announced, or the
   first port it used).  Otherwise any local process could send through, or
   receive the replies of, someone else's association.
-- The association and its port end when the control connection closes (RFC 1928).
+- Replies reach the association whose flow they came back on, nobody else (not
+  another association, not the node's data handlers); a reply after the association
+  ended is dropped.  Never a guess between two associations.
+- The association and its state end when the control connection closes (RFC 1928);
+  :meth:`Socks5Server.stop` closes every control connection (clients see EOF and know to
+  associate again), every relay port, every flow and every timer.
+- Bounded: :attr:`max_associations` in all, :attr:`max_per_client` per client IP and
+  :data:`MAX_ISOLATION_GROUPS` credential groups, refused beyond with reply 0x02
+  ("connection not allowed by ruleset": a rule of this server, not a failure);
+  :data:`MAX_HANDSHAKES` control connections still negotiating, closed beyond.
 - Fragmented datagrams (FRAG != 0) are dropped: reassembly buys nothing here and
   is a classic source of bugs.  Whole datagrams of any size go through (circuits
   split and reassemble them); the RFC header costs 10 bytes or more of the 65,507 an
   IPv4 datagram holds, so the largest payload is 65,497 bytes to an IPv4 destination,
   and a larger reply is counted (``dropped_reply_too_large``), never sent cut.
-- Domain names (ATYP 3) are passed to ``tunnel_data`` unchanged and resolved by the
-  exit (or, for hidden services, never resolved at all): resolving them here would
-  leak every name the application uses to the local resolver.
-- The packet path never logs; it counts in :attr:`Socks5Server.stats`.
+- Domain names (ATYP 3) are passed on unchanged and resolved by the exit (or, for
+  hidden services, never resolved at all): resolving them here would leak every name the
+  application uses to the local resolver.
+- The packet path never logs; it counts in each association's ``stats``.
 """
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Any
 
-from twisted.internet.error import MessageLengthError
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from ..errors import CircuitNotReady, DatagramTooLarge
 from ..runtime import listen_udp
-from ..settings import MAX_UDP_PAYLOAD
-from .codec import (NO_ACCEPTABLE_METHODS, NO_AUTH, VERSION, Command, Reply, Request, Socks5Error, encode_reply,
-                    encode_udp_datagram, parse_greeting, parse_request, parse_udp_datagram)
+from .association import UdpAssociation
+from .codec import Reply
+from .control import Socks5Protocol
+from .isolation import IsolationGroup, SharedPool
 
 Address = tuple[str, int]
-MAX_CONTROL_BUFFER = 1024
-"""Bytes a control connection may send before its request is complete."""
-HANDSHAKE_TIMEOUT = 30.0
-"""Seconds a control connection has to finish negotiation and its request."""
-MAX_FLOWS = 256
-"""Destinations one association remembers (circuit choice and reply routing)."""
-
-
-# --- UDP association ----------------------------------------------------------------------
-
-class UdpAssociation(DatagramProtocol):
-    """The UDP relay port of one control connection.
-
-    :ivar client_host: the only IP datagrams are accepted from.
-    :ivar client_port: the only source port accepted; pinned by the first datagram
-        when the request announced port 0.
-    """
-
-    noisy = False
-
-    def __init__(self, server: Socks5Server, client_host: str, client_port: int) -> None:
-        self.server = server
-        self.client_host = client_host
-        self.client_port = client_port or None
-        self.salt = os.urandom(16)
-        self.flows: OrderedDict[Address, Any] = OrderedDict()
-        self.port: Any = None
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 (Twisted API)
-        """Send one client datagram through a circuit, or drop it (counted)."""
-        stats = self.server.stats
-        if addr[0] != self.client_host or (self.client_port is not None and addr[1] != self.client_port):
-            stats["dropped_foreign_source"] += 1
-            return
-        try:
-            packet = parse_udp_datagram(datagram)
-        except Socks5Error:
-            stats["dropped_malformed"] += 1
-            return
-        if packet.frag != 0:
-            stats["dropped_fragment"] += 1
-            return
-        self.client_port = addr[1]
-        destination = (packet.host, packet.port)
-        circuit = self.circuit_for(destination)
-        if circuit is None:
-            stats["dropped_no_circuit"] += 1
-            return
-        try:
-            self.server.community.tunnel_data(circuit, destination, "data", packet.payload)
-        except CircuitNotReady:
-            stats["dropped_no_circuit"] += 1
-            self.flows.pop(destination, None)
-            return
-        except DatagramTooLarge:
-            stats["dropped_too_large"] += 1
-            return
-        except (TypeError, ValueError):
-            stats["dropped_bad_destination"] += 1
-            return
-        stats["sent"] += 1
-        self.server.note_flow(self, circuit, destination)
-
-    def circuit_for(self, destination: Address) -> Any:
-        """The circuit for ``destination``: the one it used before while ready, else a
-        keyed-hash choice among ready circuits (so destinations spread over circuits)."""
-        circuits = self.server.community.active_data_circuits(self.server.hops)
-        if not circuits:
-            return None
-        previous = self.flows.get(destination)
-        if previous is not None and previous in circuits:
-            self.flows.move_to_end(destination)
-            return previous
-        circuits.sort(key=lambda c: c.circuit_id)
-        digest = hashlib.blake2b(f"{destination[0]}|{destination[1]}".encode(), key=self.salt,
-                                 digest_size=8).digest()
-        chosen = circuits[int.from_bytes(digest, "big") % len(circuits)]
-        self.flows[destination] = chosen
-        while len(self.flows) > MAX_FLOWS:
-            self.flows.popitem(last=False)
-        return chosen
-
-    def deliver(self, source: Address, payload: bytes) -> None:
-        """Send a reply from ``source`` to the client, wrapped in the RFC header."""
-        if self.transport is None or self.client_port is None:
-            return
-        wrapped = encode_udp_datagram(source[0], source[1], payload)
-        if len(wrapped) > MAX_UDP_PAYLOAD:
-            # the RFC 1928 header does not fit around a reply this large in one IPv4 datagram
-            self.server.stats["dropped_reply_too_large"] += 1
-            return
-        try:
-            self.transport.write(wrapped, (self.client_host, self.client_port))
-        except (OSError, ValueError, MessageLengthError):
-            self.server.stats["dropped_client_write"] += 1
-            return
-        self.server.stats["delivered"] += 1
-
-    def close(self) -> None:
-        """Close the relay port."""
-        port, self.port = self.port, None
-        if port is not None:
-            port.stopListening()
-
-
-# --- control connection -------------------------------------------------------------------
-
-class Socks5Protocol(Protocol):
-    """The TCP control connection: negotiation, one request, then the association's life."""
-
-    def __init__(self, server: Socks5Server) -> None:
-        self.server = server
-        self.buffer = b""
-        self.negotiated = False
-        self.association: UdpAssociation | None = None
-        self.timeout: Any = None
-
-    def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
-        """Start the handshake timer."""
-        self.timeout = self.server.reactor.callLater(HANDSHAKE_TIMEOUT, self._close)
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
-        """Run the handshake; after UDP ASSOCIATE, ignore whatever arrives."""
-        if self.association is not None:
-            return
-        self.buffer += data
-        if len(self.buffer) > MAX_CONTROL_BUFFER:
-            self._close()
-            return
-        try:
-            if not self.negotiated:
-                greeting = parse_greeting(self.buffer)
-                if greeting is None:
-                    return
-                methods, used = greeting
-                self.buffer = self.buffer[used:]
-                if NO_AUTH not in methods:
-                    self.transport.write(bytes((VERSION, NO_ACCEPTABLE_METHODS)))
-                    self._close()
-                    return
-                self.transport.write(bytes((VERSION, NO_AUTH)))
-                self.negotiated = True
-            parsed = parse_request(self.buffer)
-        except Socks5Error as e:
-            self.server.stats["malformed_requests"] += 1
-            if self.negotiated and e.reply is not None:
-                self.transport.write(encode_reply(e.reply))
-            self._close()
-            return
-        if parsed is None:
-            return
-        request, _ = parsed
-        self.buffer = b""
-        self._cancel_timeout()
-        if request.command != Command.UDP_ASSOCIATE:
-            self.server.stats["refused_commands"] += 1
-            self.transport.write(encode_reply(Reply.COMMAND_NOT_SUPPORTED))
-            self._close()
-            return
-        self._associate(request)
-
-    def _associate(self, request: Request) -> None:
-        peer = self.transport.getPeer()
-        association = UdpAssociation(self.server, peer.host, request.port)
-        try:
-            # whole datagrams (Twisted's default would cut them at 8,192 bytes), room for bursts
-            association.port = listen_udp(self.server.reactor, 0, association, self.server.interface)
-        except Exception:
-            self.transport.write(encode_reply(Reply.GENERAL_FAILURE))
-            self._close()
-            return
-        self.association = association
-        self.server.associations.add(association)
-        self.server.stats["associations"] += 1
-        bound = association.port.getHost()
-        self.transport.write(encode_reply(Reply.SUCCEEDED, (bound.host, bound.port)))
-
-    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802 (Twisted API)
-        """End the association with its control connection."""
-        self._cancel_timeout()
-        if self.association is not None:
-            self.server.end(self.association)
-            self.association = None
-
-    def _cancel_timeout(self) -> None:
-        if self.timeout is not None and self.timeout.active():
-            self.timeout.cancel()
-        self.timeout = None
-
-    def _close(self) -> None:
-        self._cancel_timeout()
-        if self.transport is not None:
-            self.transport.loseConnection()
+MAX_ASSOCIATIONS = 64
+"""Associations one server holds at once (default of :attr:`Socks5Server.max_associations`)."""
+MAX_PER_CLIENT = 32
+"""Associations of one client IP (default of :attr:`Socks5Server.max_per_client`).  Every local
+program is 127.0.0.1, so on loopback the total binds first; this matters on a LAN interface."""
+MAX_ISOLATION_GROUPS = 16
+"""Distinct credentials (circuits of their own each) one server serves at once."""
+MAX_HANDSHAKES = 32
+"""Control connections still negotiating; more are closed at once (``refused_busy``)."""
 
 
 class Socks5Server(Factory):
@@ -248,83 +71,188 @@ class Socks5Server(Factory):
     >>> server = Socks5Server(reactor, node.community, hops=1)
     >>> server.start()                      # asks the community for 1-hop circuits
     >>> port = reactor.listenTCP(1080, server, interface="127.0.0.1")
+    >>> await server.stop()                  # every client sees EOF
+
+    :ivar show_destinations: list each association's destinations in :meth:`association_rows`
+        (a debug mode: they are what the users talk to).
     """
 
     log = Logger()
     noisy = False
 
-    def __init__(self, reactor: Any, community: Any, hops: int, interface: str = "127.0.0.1") -> None:
+    def __init__(self, reactor: Any, community: Any, hops: int, interface: str = "127.0.0.1", *,
+                 max_associations: int = MAX_ASSOCIATIONS, max_per_client: int = MAX_PER_CLIENT,
+                 show_destinations: bool = False) -> None:
         """``community`` may be None until the node runs: :meth:`start` then takes it, and
-        control connections made before are closed at once."""
+        control connections made before are closed at once.
+
+        :raises ValueError: a bound below 1.
+        """
+        if max_associations < 1 or max_per_client < 1:
+            raise ValueError("max_associations and max_per_client must be >= 1")
         self.reactor = reactor
         self.community = community
         self.hops = hops
         self.interface = interface
+        self.max_associations = max_associations
+        self.max_per_client = max_per_client
+        self.show_destinations = show_destinations
+        self.connections: set[Socks5Protocol] = set()
         self.associations: set[UdpAssociation] = set()
-        self.routes: OrderedDict[tuple[Any, Address], UdpAssociation] = OrderedDict()
-        self.stats: Counter[str] = Counter()
+        self.groups: dict[bytes, IsolationGroup] = {}
+        self.shared: SharedPool | None = None
+        self.counters: Counter[str] = Counter()
+        """Server-wide events (``associations``, refusals of connections and requests)."""
+        self.retired: Counter[str] = Counter()
+        """Counts of associations that ended."""
+        self.retired_refusals: Counter[str] = Counter()
+        self.secret = os.urandom(32)
+        self.opened = 0
         self.started = False
 
+    # --- connections ----------------------------------------------------------------------
+
     def buildProtocol(self, addr: Any) -> Socks5Protocol | None:  # noqa: N802 (Twisted API)
-        """A control connection (refused, by closing it, until the server has started)."""
+        """A control connection; refused (closed at once) before :meth:`start` or beyond
+        :data:`MAX_HANDSHAKES` connections still negotiating."""
         if not self.started:
-            self.stats["refused_not_started"] += 1
+            self.counters["refused_not_started"] += 1
             return None
-        return Socks5Protocol(self)
+        if len(self.connections) - len(self.associations) >= MAX_HANDSHAKES:
+            self.counters["refused_busy"] += 1
+            return None
+        protocol = Socks5Protocol(self)
+        self.connections.add(protocol)
+        return protocol
+
+    def isolation_key(self, credentials: bytes) -> bytes:
+        """The isolation group of RFC 1929 ``credentials`` (a keyed hash: they are not kept)."""
+        return hashlib.blake2b(credentials, key=self.secret, digest_size=16).digest()
+
+    def associate(self, control: Socks5Protocol, announced_port: int) -> tuple[UdpAssociation | None, Reply]:
+        """Open the association of ``control`` (its UDP relay port), or say which reply refuses it."""
+        host = control.transport.getPeer().host
+        if len(self.associations) >= self.max_associations or \
+                sum(1 for a in self.associations if a.client_host == host) >= self.max_per_client:
+            self.counters["refused_associations"] += 1
+            return None, Reply.NOT_ALLOWED
+        key = control.isolation
+        group = self.groups.get(key) if key is not None else None
+        if key is not None and group is None and len(self.groups) >= MAX_ISOLATION_GROUPS:
+            self.counters["refused_isolation_groups"] += 1
+            return None, Reply.NOT_ALLOWED
+        if key is not None and group is None:
+            size = max(1, self.community.settings.min_circuits)
+            group = self.groups[key] = IsolationGroup(self.community, self.hops, size, self.reactor, key)
+        source = group or self.shared
+        assert source is not None
+        self.opened += 1
+        association = UdpAssociation(self.community, self.opened, host, announced_port, source,
+                                     self.reactor.seconds())
+        if group is not None:
+            group.members += 1
+        try:
+            # whole datagrams (Twisted's default would cut them at 8,192 bytes), room for bursts
+            association.port = listen_udp(self.reactor, 0, association, self.interface)
+        except Exception:
+            self.counters["refused_no_port"] += 1
+            self._leave_group(association)
+            return None, Reply.GENERAL_FAILURE
+        self.associations.add(association)
+        self.counters["associations"] += 1
+        if group is not None:
+            group.want()
+        return association, Reply.SUCCEEDED
+
+    def connection_lost(self, control: Socks5Protocol) -> None:
+        """A control connection closed: its association ends."""
+        self.connections.discard(control)
+        if control.association is not None:
+            self.end(control.association)
+
+    def end(self, association: UdpAssociation) -> Any:
+        """End ``association``: flows, claims, relay port; its counts are kept in the totals.
+        Returns the relay port's ``stopListening`` Deferred (or None)."""
+        if association not in self.associations:
+            return None
+        self.associations.discard(association)
+        stopped = association.end()
+        self.retired.update(association.stats)
+        self.retired_refusals.update(association.refusals)
+        self._leave_group(association)
+        return stopped
+
+    def _leave_group(self, association: UdpAssociation) -> None:
+        """``association`` leaves its isolation group, which closes when no member is left."""
+        group = association.circuits
+        if isinstance(group, IsolationGroup):
+            group.members -= 1
+            if group.members <= 0:
+                self.groups.pop(group.key, None)
+                group.close()
+
+    # --- life -----------------------------------------------------------------------------
 
     def start(self, community: Any = None) -> None:
-        """Receive replies and keep a pool of circuits of our hop count (of ``community``, if given)."""
+        """Serve, and keep a pool of circuits of our hop count (of ``community``, if given)."""
         if community is not None:
             self.community = community
         if self.community is None:
             raise ValueError("Socks5Server.start needs a community")
         if not self.started:
             self.started = True
-            self.community.add_data_handler(self.on_data)
+            self.shared = SharedPool(self.community, self.hops)
             self.community.build_tunnels(self.hops)
 
-    def stop(self) -> None:
-        """Stop receiving replies and end every association."""
-        if self.started:
-            self.started = False
-            self.community.remove_data_handler(self.on_data)
+    def stop(self) -> Deferred[Any]:
+        """Stop serving: every control connection is closed (clients see EOF), every association
+        ends (flows, relay ports), isolation groups close their circuits, no timer of ours stays.
+
+        The Deferred fires once every connection is gone and every port closed."""
+        self.started = False
+        waits: list[Deferred[Any]] = []
+        for control in list(self.connections):
+            waits.append(control.lost)
+            control.close()
         for association in list(self.associations):
-            self.end(association)
+            stopped = self.end(association)
+            if stopped is not None:
+                waits.append(stopped)
+        for group in self.groups.values():
+            group.close()
+        self.groups.clear()
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
-    def end(self, association: UdpAssociation) -> None:
-        """Close ``association`` and forget its reply routes."""
-        association.close()
-        self.associations.discard(association)
-        for key in [k for k, v in self.routes.items() if v is association]:
-            del self.routes[key]
+    # --- status ---------------------------------------------------------------------------
 
-    def note_flow(self, association: UdpAssociation, circuit: Any, destination: Address) -> None:
-        """Route replies from ``destination`` on ``circuit`` to ``association``.  Names are
-        resolved by the exit, so replies to a name flow come from an IP: the port matches."""
-        keys = [(circuit, destination)]
-        if not _is_ip(destination[0]):
-            keys.append((circuit, ("", destination[1])))
-        for key in keys:
-            self.routes[key] = association
-            self.routes.move_to_end(key)
-        while len(self.routes) > MAX_FLOWS * max(1, len(self.associations)) * 2:
-            self.routes.popitem(last=False)
+    @property
+    def stats(self) -> Counter[str]:
+        """Every count: the server's, and its associations' (ended ones included)."""
+        total = self.counters + self.retired
+        for association in self.associations:
+            total.update(association.stats)
+        return total
 
-    def on_data(self, circuit: Any, source: Address, payload: bytes) -> None:
-        """A community data handler: pass a reply to the association that talks to ``source``."""
-        if circuit.goal_hops != self.hops:
-            return
-        association = self.routes.get((circuit, source)) or self.routes.get((circuit, ("", source[1])))
-        if association is None or association not in self.associations:
-            self.stats["dropped_unrouted_reply"] += 1
-            return
-        association.deliver(source, payload)
+    @property
+    def refusals(self) -> Counter[str]:
+        """Datagrams the exits refused, by kind, for every association (ended ones included)."""
+        total = Counter(self.retired_refusals)
+        for association in self.associations:
+            total.update(association.refusals)
+        return total
 
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
+    def association_rows(self, now: float) -> list[dict[str, Any]]:
+        """One flat row per association: counts only (destinations in the debug mode)."""
+        rows = []
+        for a in sorted(self.associations, key=lambda a: a.number):
+            drops = sum(n for k, n in a.stats.items() if k.startswith("dropped_"))
+            row: dict[str, Any] = {
+                "hops": self.hops, "association": a.number, "isolated": "yes" if a.circuits.isolated else "no",
+                "age": round(now - a.opened, 1), "flows": a.open_flows, "destinations": len(a.routes),
+                "hidden_peers": len(a.peers), "sent": a.stats["sent"], "delivered": a.stats["delivered"],
+                "dropped": drops, "refused": sum(a.refusals.values()),
+                "refused_by": ", ".join(f"{kind} {n}" for kind, n in sorted(a.refusals.items())) or "-"}
+            if self.show_destinations:
+                row["destination_list"] = ", ".join(f"{h}:{p}" for h, p in list(a.routes)[-16:]) or "-"
+            rows.append(row)
+        return rows

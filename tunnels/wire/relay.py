@@ -7,15 +7,21 @@ A relay message is the plaintext body of an onion cell (:data:`BODY_SIZE` bytes)
 
 Destinations and sources are encoded as ``kind (1) | address | port (2)`` with kind
 4 (IPv4, 4 bytes), 6 (IPv6, 16 bytes) or 3 (hostname: length byte + 1..253 bytes of
-printable ASCII without spaces).  Decoding is total: it returns a value or raises
-:class:`DecodeError`, and it accepts only what :func:`encode_address` produces, so a
-decoded address can always be sent back (an exit's refusal names it).
+printable ASCII without spaces).
+DATA and DATA_REFUSED start with a 2-byte *flow id* (doc/protocol.md 4.3): the exit gives
+every flow of a circuit its own UDP socket, as Tor's exits give every stream its own
+connection, so the replies of one application never reach another.  Flow 0 is the flow of
+``tunnel_data``; the originator numbers the others from 1 and never reuses an id on a circuit.
+Decoding is total: it returns a value or raises :class:`DecodeError`, and it accepts only what
+:func:`encode_address` produces, so a decoded address can always be sent back (an exit's
+refusal names it).
 """
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from ..errors import DecodeError
 from .cells import BODY_SIZE, ID_SIZE, KEY_SIZE, TOKEN_SIZE
@@ -32,6 +38,18 @@ DATA_CHUNK = MAX_MESSAGE_DATA - PIECE_HEADER
 """Bytes of a DATA message one DATA_FRAGMENT cell carries (:mod:`tunnels.wire.fragments`)."""
 MAX_ADDRESS = 1 + 1 + MAX_HOSTNAME + 2
 """Longest encoded address: a 253-byte hostname."""
+FLOW_ID_SIZE = 2
+"""Bytes of a flow id in front of DATA and DATA_REFUSED (and the whole of FLOW_END)."""
+DEFAULT_FLOW = 0
+"""The flow of ``tunnel_data``: open from the start, never ended."""
+MAX_FLOW_ID = 2 ** (8 * FLOW_ID_SIZE) - 1
+"""The last flow id; a circuit that used every id opens no more flows."""
+MAX_FLOWS_PER_CIRCUIT = 16
+"""Flows an exit keeps open per circuit besides flow 0 (each costs a UDP socket or two);
+the originator opens no more, and an exit refuses more ("too many flows")."""
+DEFAULT_FLOW_HEADER = bytes(FLOW_ID_SIZE)
+MAX_DATA_HEADER = FLOW_ID_SIZE + MAX_ADDRESS
+"""Longest DATA header: a flow id and a 253-byte hostname."""
 
 
 class RelayCommand(IntEnum):
@@ -57,10 +75,11 @@ class RelayCommand(IntEnum):
     E2E = 18                     # both ways: end-to-end sealed data through a rendezvous point
     SENDME = 19                  # both ways: the receiver consumed SENDME_EVERY data cells
     DATA_FRAGMENT = 20           # both ways: one piece of a DATA message too large for one cell
+    FLOW_END = 21                # originator -> exit: close this flow's sockets (RELAY_END's role)
 
 
 FORWARD_COMMANDS = frozenset({RelayCommand.EXTEND, RelayCommand.DATA, RelayCommand.DATA_FRAGMENT,
-                              RelayCommand.PING, RelayCommand.SENDME,
+                              RelayCommand.PING, RelayCommand.SENDME, RelayCommand.FLOW_END,
                               RelayCommand.ESTABLISH_INTRO, RelayCommand.INTRODUCE1, RelayCommand.INTRO_REPLY,
                               RelayCommand.ESTABLISH_RENDEZVOUS, RelayCommand.JOIN, RelayCommand.E2E})
 BACKWARD_COMMANDS = frozenset({RelayCommand.EXTENDED, RelayCommand.EXTEND_FAILED, RelayCommand.DATA,
@@ -153,15 +172,63 @@ def decode_address(data: bytes, offset: int = 0) -> tuple[tuple[str, int], int]:
     return (host, port), end + 2
 
 
-def encode_data(address: tuple[str, int], payload: bytes) -> bytes:
-    """DATA: destination (forward) or source (backward) followed by the payload."""
-    return encode_address(*address) + payload
+class DataMessage(NamedTuple):
+    """A decoded DATA message: the flow, the destination (forward) or source (backward), the payload."""
+
+    flow: int
+    address: tuple[str, int]
+    payload: bytes
 
 
-def decode_data(data: bytes) -> tuple[tuple[str, int], bytes]:
+def flow_header(flow: int) -> bytes:
+    """The 2 bytes naming ``flow`` in front of DATA and DATA_REFUSED.
+
+    :raises ValueError: ``flow`` is outside 0 to :data:`MAX_FLOW_ID`.
+    """
+    if not 0 <= flow <= MAX_FLOW_ID:
+        raise ValueError(f"flow id {flow} out of range")
+    return flow.to_bytes(FLOW_ID_SIZE, "big")
+
+
+def encode_data(address: tuple[str, int], payload: bytes, flow: int = DEFAULT_FLOW) -> bytes:
+    """DATA: ``flow id (2) | address | payload``; the address is the destination (forward)
+    or the source (backward)."""
+    return flow_header(flow) + encode_address(*address) + payload
+
+
+def decode_data(data: bytes) -> DataMessage:
     """Inverse of :func:`encode_data`."""
-    address, offset = decode_address(data)
-    return address, data[offset:]
+    if len(data) < FLOW_ID_SIZE:
+        raise DecodeError("truncated flow id")
+    address, offset = decode_address(data, FLOW_ID_SIZE)
+    return DataMessage(int.from_bytes(data[:FLOW_ID_SIZE], "big"), address, data[offset:])
+
+
+MAX_REASON = 200
+"""Bytes of a DATA_REFUSED reason (ASCII) at most."""
+
+
+def encode_refusal(flow: int, destination: tuple[str, int], reason: str) -> bytes:
+    """DATA_REFUSED: ``flow id (2) | destination | reason`` (ASCII, cut at :data:`MAX_REASON`)."""
+    return flow_header(flow) + encode_address(*destination) + reason.encode("ascii", "replace")[:MAX_REASON]
+
+
+def decode_refusal(data: bytes) -> tuple[int, tuple[str, int], str]:
+    """Inverse of :func:`encode_refusal`: ``(flow, destination, reason)``."""
+    if len(data) < FLOW_ID_SIZE:
+        raise DecodeError("truncated flow id")
+    destination, offset = decode_address(data, FLOW_ID_SIZE)
+    return int.from_bytes(data[:FLOW_ID_SIZE], "big"), destination, data[offset:].decode("ascii", "replace")
+
+
+def decode_flow_end(data: bytes) -> int:
+    """FLOW_END's data is one flow id, never :data:`DEFAULT_FLOW` (which never ends)."""
+    if len(data) != FLOW_ID_SIZE:
+        raise DecodeError("FLOW_END has the wrong length")
+    flow = int.from_bytes(data, "big")
+    if flow == DEFAULT_FLOW:
+        raise DecodeError("FLOW_END for flow 0")
+    return flow
 
 
 @dataclass(frozen=True, slots=True)
