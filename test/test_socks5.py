@@ -191,7 +191,8 @@ class RecordingCommunity:
     """A community stand-in: real :class:`Flow` objects, ``flow_data`` calls recorded (unit tests
     only; the same paths run through real circuits in test_socks5_isolation)."""
 
-    def __init__(self, circuits: list[FakeCircuit]) -> None:
+    def __init__(self, circuits: list[FakeCircuit], builds: bool = True) -> None:
+        self.builds = builds
         self.circuits = circuits
         self.sent: list[tuple[Flow, Address, bytes]] = []
         self.ended: list[Flow] = []
@@ -218,10 +219,19 @@ class RecordingCommunity:
         self.built.append(hops)
 
     def start_circuit(self, hops: int, purpose: str) -> FakeCircuit:
-        """A circuit of an isolation group, building until the test says otherwise."""
+        """A circuit of an isolation group: ready on the reactor's next turn if :attr:`builds`,
+        else building for ever."""
         circuit = FakeCircuit(100 + len(self.started), hops, ready=False)
         self.started.append((circuit, purpose))
+        if self.builds:
+            reactor.callLater(0, self._built, circuit)
         return circuit
+
+    def _built(self, circuit: FakeCircuit) -> None:
+        if circuit.state is CircuitState.EXTENDING:
+            circuit.state = CircuitState.READY
+            for callback in circuit.on_ready:
+                callback(circuit, None)
 
     def remove_circuit(self, circuit: FakeCircuit) -> None:
         circuit.state, circuit.close_reason = CircuitState.CLOSED, "removed"
@@ -412,18 +422,37 @@ class ServerTests(TestCase):
         self.assertEqual(self.server.counters["refused_busy"], 1)
 
 
+class ClockReactor(Clock):
+    """A Clock that also "opens" UDP ports (never bound: for the timer rules only)."""
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> Any:  # noqa: N802
+        host = IPv4Address("UDP", interface, 40000)
+
+        class Port:
+            def getHost(self) -> IPv4Address:  # noqa: N802
+                return host
+
+            def stopListening(self) -> None:  # noqa: N802
+                return None
+        return Port()
+
+
 class HandshakeTimerTests(SynchronousTestCase):
     """The handshake timeout, on a Clock."""
 
-    def test_timeout_closes_and_association_cancels(self) -> None:
-        """A connection that does not finish within HANDSHAKE_TIMEOUT is closed; one that sends
-        its greeting in time but stalls is closed too; the timer goes with the connection."""
-        clock = Clock()
-        server = Socks5Server(clock, RecordingCommunity([]), hops=1)
-        server.start()
+    def connect(self, server: Socks5Server) -> tuple[Any, StringTransport]:
         protocol = server.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4000))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
         protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_timeout_closes(self) -> None:
+        """A connection that sends its greeting in time but stalls is closed after HANDSHAKE_TIMEOUT;
+        the timer goes with the connection."""
+        clock = ClockReactor()
+        server = Socks5Server(clock, RecordingCommunity([]), hops=1)
+        server.start()
+        protocol, transport = self.connect(server)
         protocol.dataReceived(b"\x05\x01\x00")
         self.assertEqual(transport.value(), b"\x05\x00")
         clock.advance(HANDSHAKE_TIMEOUT - 0.1)
@@ -433,6 +462,35 @@ class HandshakeTimerTests(SynchronousTestCase):
         protocol.connectionLost(None)
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(server.connections, set())
+
+    def test_isolated_reply_waits_for_a_circuit(self) -> None:
+        """An isolated association's reply waits for its group's circuit; a circuit that never
+        comes gets reply 0x03 at HANDSHAKE_TIMEOUT and the connection closes; one that comes in
+        time gets the relay port and the timer is cancelled."""
+        clock = ClockReactor()
+        community = RecordingCommunity([FakeCircuit(1, 1)], builds=False)
+        server = Socks5Server(clock, community, hops=1)
+        server.start()
+        request = b"\x05\x01\x02" + encode_userpass(b"a", b"b") + b"\x05\x03\x00" + encode_address("0.0.0.0", 0)
+        late, late_transport = self.connect(server)
+        late.dataReceived(request)
+        self.assertEqual(late_transport.value(), b"\x05\x02\x01\x00")      # no UDP ASSOCIATE reply yet
+        clock.advance(HANDSHAKE_TIMEOUT)
+        self.assertEqual(late_transport.value()[4:], encode_reply(Reply.NETWORK_UNREACHABLE))
+        self.assertTrue(late_transport.disconnecting)
+        late.connectionLost(None)
+        self.assertEqual((server.associations, server.groups), (set(), {}))
+        self.assertEqual(server.counters["refused_no_circuit"], 1)
+
+        prompt, transport = self.connect(server)
+        prompt.dataReceived(request)
+        [(circuit, _)] = community.started[1:]
+        clock.advance(1.0)
+        circuit.state = CircuitState.READY
+        for callback in circuit.on_ready:
+            callback(circuit, None)
+        self.assertEqual(transport.value()[4:], encode_reply(Reply.SUCCEEDED, ("127.0.0.1", 40000)))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 # --- end to end through real circuits -----------------------------------------------------

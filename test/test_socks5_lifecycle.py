@@ -161,7 +161,7 @@ class ServiceStopTests(NetworkTestCase):
         await wait_for(lambda: sum(socks.servers[1].refusals.values()) == 1, 10, what="the refusal")
         section = json.loads(json.dumps(service.status()))["sections"]["socks5"]
         self.assertEqual(section["gauges"], {"associations": 1, "associations_isolated": 0, "isolation_groups": 0,
-                                             "flows": 1, "handshakes": 0})
+                                             "flows": 1, "handshakes": 0, "associations_waiting": 0})
         self.assertEqual(section["refusals"], {"port_denied": 1})
         [row] = section["rows"]
         self.assertEqual({k: row[k] for k in ("hops", "association", "isolated", "flows", "destinations", "sent",

@@ -28,6 +28,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that were free a moment ago."""
+    for _ in range(100):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def twistd(args: list[str], cwd: str) -> subprocess.Popen[bytes]:
     """Start ``twistd -n ... tunnels <args>`` with the checkout on PYTHONPATH."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (CHECKOUT, os.environ.get("PYTHONPATH")) if p))
@@ -94,6 +113,44 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn("Stopped: circuits destroyed, sockets closed", log)
         self.assertIn("Server Shut Down", log)
         self.assertEqual(stat.S_IMODE(os.stat(key_file).st_mode), 0o600)
+
+    def test_sigterm_tells_socks5_clients(self) -> None:
+        """SIGTERM with a SOCKS5 association open and another connection mid-handshake: both clients
+        see EOF, the process ends cleanly, and the log has no traceback (that the connections close
+        before the node stops, not with the process, is test_socks5_lifecycle.ServiceStopTests)."""
+        base = free_ports(3)
+        status_port = free_port()
+        proc = twistd(["--reactor=asyncio", "-n", "--pidfile=", "--logfile=-", "tunnels", "--testnet",
+                       "--host", "127.0.0.1", "--port", "0", "--status-port", str(status_port),
+                       "--key-file", os.path.abspath(self.mktemp()), "--socks5-port", str(base)], self.workdir())
+        try:
+            deadline = time.monotonic() + 20
+            while get_status(status_port) is None and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            associated = socket.create_connection(("127.0.0.1", base), timeout=10)
+            self.addCleanup(associated.close)
+            associated.sendall(b"\x05\x01\x00" + b"\x05\x03\x00\x01" + bytes(6))
+            reply = b""
+            while len(reply) < 12:
+                reply += associated.recv(12 - len(reply))
+            self.assertEqual(reply[:5], b"\x05\x00\x05\x00\x00")
+            waiting = socket.create_connection(("127.0.0.1", base + 2), timeout=10)
+            self.addCleanup(waiting.close)
+            waiting.sendall(b"\x05")
+            status = get_status(status_port)
+            assert status is not None
+            self.assertEqual(status["sections"]["socks5"]["gauges"]["associations"], 1)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(associated.recv(100), b"")
+            self.assertEqual(waiting.recv(100), b"")
+            output, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        log = output.decode("utf-8", "replace")
+        self.assertEqual(proc.returncode, -signal.SIGTERM, log)
+        self.assertNotIn("Traceback", log)
 
     def test_identity_survives_restart(self) -> None:
         """A second run with the same key file keeps the key file (and so the identity) unchanged."""

@@ -15,7 +15,7 @@ import twisted
 
 from bench.harness import log
 from bench.impls.base import Adapter, socks5_proxy
-from tunnels.wire.relay import data_cells, encode_address
+from tunnels.wire.relay import data_cells, encode_data
 
 MODULE = "bench.impls.txtunnels_node"
 
@@ -159,7 +159,7 @@ class TxTunnelsAdapter(Adapter):
         return socks5_proxy(self.client, hops)
 
     def cells_per_datagram(self, size):
-        return data_cells(len(encode_address("127.0.0.1", 4242)) + size)
+        return data_cells(len(encode_data(("127.0.0.1", 4242), b"")) + size)     # flow id and address
 
     def hs_reset_sink(self):
         if getattr(self, "hs_seeder", None) is not None:

@@ -7,7 +7,9 @@ Negotiation: a client that offers username/password (0x02) gets it, even if it a
 (the credentials are an isolation label, never checked, logged or shown; see
 :mod:`tunnels.socks5.isolation`).  Otherwise "no authentication" (0x00); otherwise 0xFF and
 the connection closes.  Negotiation and request must finish within
-:data:`HANDSHAKE_TIMEOUT` seconds and :data:`MAX_CONTROL_BUFFER` bytes.
+:data:`HANDSHAKE_TIMEOUT` seconds and :data:`MAX_CONTROL_BUFFER` bytes.  An isolated
+association's reply waits until its circuits are ready, within the same timeout; past it the
+reply is 0x03 (network unreachable: no circuit could be built) and the connection closes.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class Phase(enum.Enum):
     GREETING = enum.auto()
     CREDENTIALS = enum.auto()
     REQUEST = enum.auto()
+    PENDING = enum.auto()
+    """UDP ASSOCIATE accepted, the reply waits for the association's circuits."""
     ASSOCIATED = enum.auto()
     CLOSED = enum.auto()
 
@@ -60,11 +64,11 @@ class Socks5Protocol(Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted API)
         """Start the handshake timer."""
-        self.timeout = self.server.reactor.callLater(HANDSHAKE_TIMEOUT, self.close)
+        self.timeout = self.server.reactor.callLater(HANDSHAKE_TIMEOUT, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
         """Run the handshake; after UDP ASSOCIATE, ignore whatever arrives."""
-        if self.phase in (Phase.ASSOCIATED, Phase.CLOSED):
+        if self.phase in (Phase.PENDING, Phase.ASSOCIATED, Phase.CLOSED):
             return
         self.buffer += data
         if len(self.buffer) > MAX_CONTROL_BUFFER:
@@ -108,7 +112,6 @@ class Socks5Protocol(Protocol):
         if request is None:
             return
         self.buffer = b""
-        self._cancel_timeout()
         if request[0].command != Command.UDP_ASSOCIATE:
             self.server.counters["refused_commands"] += 1
             self.transport.write(encode_reply(Reply.COMMAND_NOT_SUPPORTED))
@@ -120,9 +123,24 @@ class Socks5Protocol(Protocol):
             self.close()
             return
         self.association = association
+        self.phase = Phase.PENDING
+        association.circuits.when_ready(self._ready)
+
+    def _ready(self) -> None:
+        """The association has circuits: tell the client its relay port."""
+        if self.phase is not Phase.PENDING or self.association is None or self.association.port is None:
+            return
+        self._cancel_timeout()
         self.phase = Phase.ASSOCIATED
-        bound = association.port.getHost()
+        bound = self.association.port.getHost()
         self.transport.write(encode_reply(Reply.SUCCEEDED, (bound.host, bound.port)))
+
+    def _timed_out(self) -> None:
+        self.timeout = None
+        if self.phase is Phase.PENDING:
+            self.server.counters["refused_no_circuit"] += 1
+            self.transport.write(encode_reply(Reply.NETWORK_UNREACHABLE))
+        self.close()
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802 (Twisted API)
         """End the association with its control connection."""

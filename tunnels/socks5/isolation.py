@@ -8,12 +8,14 @@ username/password are isolated by those credentials, as Tor's ``IsolateSOCKSAuth
 all associations with the same username and password share the circuits of their
 :class:`IsolationGroup`, which no other association uses (doc/user-guide.md section 4).
 
-A group builds its circuits when its first association comes, replaces them as they close
-while it has associations, backs off after failed builds (no timer: the next datagram or
-association asks again), and closes them when its last association ends.
+A group builds its circuits when its first association comes (the UDP ASSOCIATE reply waits
+until one is ready, so the application's first datagrams are not lost), replaces them as
+they close while it has associations, backs off after failed builds (no timer: the next
+datagram or association asks again), and closes them when its last association ends.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..core.circuits import Circuit, CircuitState
@@ -38,6 +40,9 @@ class CircuitSource(Protocol):
     def want(self) -> None:
         """No circuit was ready: get some (or not, while backing off)."""
 
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the association may be told its relay port."""
+
 
 class SharedPool:
     """The node's pool of data circuits of ``hops`` hops (kept by the community)."""
@@ -54,6 +59,11 @@ class SharedPool:
 
     def want(self) -> None:
         """The community keeps the pool filled (``build_tunnels``); nothing to do here."""
+
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """At once: the pool is built from the server's start on, long before most clients come
+        (until it is ready, datagrams are dropped and counted as ``no_circuit``)."""
+        callback()
 
 
 class IsolationGroup:
@@ -78,6 +88,8 @@ class IsolationGroup:
         self.failures = 0
         self.retry_at = 0.0
         self.closed = False
+        self.waiters: list[Callable[[], None]] = []
+        """Associations waiting for the group's first ready circuit (see :meth:`when_ready`)."""
 
     def ready(self) -> list[Circuit]:
         """The group's ready circuits."""
@@ -98,19 +110,32 @@ class IsolationGroup:
             circuit.on_ready.append(self._settled)
             circuit.on_closed.append(self._closed)
 
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the group has a ready circuit (at once if it has one).  The
+        association's handshake timer bounds the wait."""
+        if self.ready():
+            callback()
+        else:
+            self.waiters.append(callback)
+            self.want()
+
     def close(self) -> None:
         """The last association ended (or the server stopped): close the group's circuits."""
         self.closed = True
+        self.waiters.clear()
         circuits, self.circuits = self.circuits, []
         for circuit in circuits:
             if circuit.state is not CircuitState.CLOSED:
                 self.community.remove_circuit(circuit)
 
     def _settled(self, circuit: Circuit, error: Exception | None) -> None:
-        if error is None:
-            self.failures = 0
-        else:
+        if error is not None:
             self._failed()
+            return
+        self.failures = 0
+        waiters, self.waiters = self.waiters, []
+        for callback in waiters:
+            callback()
 
     def _closed(self, circuit: Circuit) -> None:
         if self.closed or circuit.close_reason == "shutdown":

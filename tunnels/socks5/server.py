@@ -130,7 +130,8 @@ class Socks5Server(Factory):
         return hashlib.blake2b(credentials, key=self.secret, digest_size=16).digest()
 
     def associate(self, control: Socks5Protocol, announced_port: int) -> tuple[UdpAssociation | None, Reply]:
-        """Open the association of ``control`` (its UDP relay port), or say which reply refuses it."""
+        """Open the association of ``control`` (its UDP relay port), or say which reply refuses it.
+        The control connection replies once the association's circuits are ready."""
         host = control.transport.getPeer().host
         if len(self.associations) >= self.max_associations or \
                 sum(1 for a in self.associations if a.client_host == host) >= self.max_per_client:
@@ -160,8 +161,6 @@ class Socks5Server(Factory):
             return None, Reply.GENERAL_FAILURE
         self.associations.add(association)
         self.counters["associations"] += 1
-        if group is not None:
-            group.want()
         return association, Reply.SUCCEEDED
 
     def connection_lost(self, control: Socks5Protocol) -> None:

@@ -18,6 +18,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from ..errors import listen_error
+from .control import Phase
 from .server import Socks5Server
 
 SECTION = "socks5"
@@ -27,7 +28,8 @@ COUNTERS = {"sent": "datagrams_sent", "delivered": "datagrams_delivered", "assoc
             "refused_not_started": "connections_before_start", "refused_busy": "connections_refused_busy",
             "refused_associations": "associations_refused_limit",
             "refused_isolation_groups": "associations_refused_isolation_groups",
-            "refused_no_port": "associations_refused_no_port"}
+            "refused_no_port": "associations_refused_no_port",
+            "refused_no_circuit": "associations_refused_no_circuit"}
 """Server counters shown in the status section, under the names shown."""
 
 
@@ -123,7 +125,8 @@ class Socks5Service(Service):
                   "associations_isolated": sum(1 for s in servers for a in s.associations if a.circuits.isolated),
                   "isolation_groups": sum(len(s.groups) for s in servers),
                   "flows": sum(a.open_flows for s in servers for a in s.associations),
-                  "handshakes": sum(len(s.connections) - len(s.associations) for s in servers)}
+                  "handshakes": sum(len(s.connections) - len(s.associations) for s in servers),
+                  "associations_waiting": sum(1 for s in servers for c in s.connections if c.phase is Phase.PENDING)}
         return {"title": "SOCKS5 front end (UDP ASSOCIATE)", "gauges": gauges, "counters": counters,
                 "drops": dict(sorted(drops.items())), "refusals": dict(sorted(refusals.items())), "rows": rows}
 

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Keeping SOCKS5 associations apart by exit flows or by circuits: the figures behind the choice.
+
+One process, a local network on 127.0.0.1 (2 relays, 1 exit, 1 client keeping its default pool),
+a UDP echo server as the destination; a fresh network per hop count (1 and 3).  N associations are
+opened two ways:
+
+- ``flows``: no credentials; they share the client's pool of circuits, each with exit flows of
+  its own (what txtunnels does by default);
+- ``circuits``: each with RFC 1929 credentials of its own, so each gets circuits of its own
+  (what txtunnels does on request, Tor's ``IsolateSOCKSAuth``).
+
+Reported per way: circuits the client started for the N associations, circuits joined by the
+relays and the exit, CREATEs the relays refused (every node here shares 127.0.0.1, so the
+per-source CREATE rate and shares are shared too), UDP sockets the exit opened, the time from
+the UDP ASSOCIATE request to the first echo (median and max over N associations opened and
+closed one after the other; an isolated association's reply waits for its circuit), and the
+Python memory (tracemalloc, every node of the process) per association, N opened at once.  Loopback has no
+latency: on a real network a circuit build costs about one round trip per hop on top.
+
+    python bench/socks5_isolation.py [--associations 10]
+
+Figures measured while others load the machine are provisional: the load average is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tunnels.runtime import as_deferred, as_future, install_reactor  # noqa: E402
+
+reactor = install_reactor()
+
+from twisted.internet.task import react  # noqa: E402
+
+from tunnels.socks5 import Socks5Server, encode_address, encode_userpass  # noqa: E402
+from tunnels.testnet import LocalNetwork  # noqa: E402
+
+Address = tuple[str, int]
+HOPS = (1, 3)
+REFILL = 10.0
+"""Seconds between runs: a relay's CREATE bucket (5 a second, burst 50) refills from empty."""
+
+
+class Replies(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.queue.put_nowait(data)
+
+
+async def associate_and_echo(port: int, destination: Address, credentials: bytes | None) -> tuple[float, object]:
+    """Associate (with ``credentials`` if given), send one datagram, wait for its echo: seconds taken."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if credentials is None:
+        writer.write(b"\x05\x01\x00")
+        assert await reader.readexactly(2) == b"\x05\x00"
+    else:
+        writer.write(b"\x05\x01\x02" + encode_userpass(credentials, b"x"))
+        assert await reader.readexactly(4) == b"\x05\x02\x01\x00"
+    writer.write(b"\x05\x03\x00" + encode_address("0.0.0.0", 0))
+    reply = await asyncio.wait_for(reader.readexactly(10), 30)
+    assert reply[1] == 0, reply
+    relay = (".".join(str(b) for b in reply[4:8]), int.from_bytes(reply[8:10], "big"))
+    udp, replies = await asyncio.get_running_loop().create_datagram_endpoint(Replies, local_addr=("127.0.0.1", 0))
+    udp.sendto(b"\x00\x00\x00" + encode_address(*destination) + b"ping", relay)
+    await asyncio.wait_for(replies.queue.get(), 30)
+    return time.perf_counter() - started, (writer, udp)
+
+
+def creates_refused(net: LocalNetwork) -> int:
+    """CREATEs the relays and the exit refused so far (rate, share, capacity)."""
+    return sum(n for node in net.relays + net.exits for event, n in node.community.stats.events.items()
+               if event.startswith("create_refused_"))
+
+
+async def measure(net: LocalNetwork, port: int, count: int, isolated: bool, tag: str) -> dict[str, float]:
+    """Open ``count`` associations one after the other (latency), then ``count`` more at once under
+    tracemalloc (memory); close them all."""
+    client = net.client
+    exit_community = net.exits[0].community
+    started = client.stats.events["circuits_started"]
+    joined = sum(len(n.community.joined_circuits) for n in net.relays + net.exits)
+    flows = exit_community.stats.events["exit_flows_opened"]
+    refused = creates_refused(net)
+    times = []
+    for i in range(count):
+        result = await associate_and_echo(port, net.echo_address, f"{tag}-{i}".encode() if isolated else None)
+        times.append(result[0])
+        await close([result])
+    figures = {"circuits started": client.stats.events["circuits_started"] - started,
+               "CREATEs refused by relays": creates_refused(net) - refused,
+               "exit sockets opened": exit_community.stats.events["exit_flows_opened"] - flows,
+               "ASSOCIATE to first echo, median (ms)": statistics.median(times) * 1000,
+               "ASSOCIATE to first echo, max (ms)": max(times) * 1000}
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    results = await asyncio.gather(*[associate_and_echo(port, net.echo_address,
+                                                        f"{tag}-m{i}".encode() if isolated else None)
+                                     for i in range(count)])
+    figures["Python memory per association (KiB)"] = (tracemalloc.get_traced_memory()[0] - base) / count / 1024
+    tracemalloc.stop()
+    figures["relay circuits held, N at once"] = sum(len(n.community.joined_circuits)
+                                                    for n in net.relays + net.exits) - joined
+    await close(results)
+    return figures
+
+
+async def close(results: list[tuple[float, object]]) -> None:
+    """End the associations (the isolated ones' circuits close with them)."""
+    for writer, udp in (handles for _, handles in results):
+        writer.close()
+        udp.close()
+    await asyncio.sleep(0.2)
+
+
+async def main(count: int) -> None:
+    for hops in HOPS:
+        net = LocalNetwork(reactor, relays=2, exits=1)
+        await net.start()
+        try:
+            server = Socks5Server(reactor, net.client, hops)
+            server.start()
+            listening = reactor.listenTCP(0, server, interface="127.0.0.1")
+            port = listening.getHost().port
+            while net.client.tunnels_ready(hops) < 1.0:
+                await asyncio.sleep(0.05)
+            table = {}
+            for way in ("flows", "circuits"):
+                await asyncio.sleep(REFILL)             # the pool full, the relays' CREATE buckets refilled
+                table[way] = await measure(net, port, count, way == "circuits", f"{hops}")
+            print(f"\n{count} associations, {hops} hop{'s' if hops > 1 else ''} "
+                  f"(pool: {len(net.client.active_data_circuits(hops))} ready circuits)")
+            print(f"{'':40} {'flows':>10} {'circuits':>10}")
+            for name in table["flows"]:
+                print(f"{name:40} {table['flows'][name]:10.1f} {table['circuits'][name]:10.1f}")
+            await as_future(server.stop())
+            await as_future(listening.stopListening())
+        finally:
+            await net.stop()
+    print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--associations", type=int, default=10)
+    args = parser.parse_args()
+    react(lambda _: as_deferred(main(args.associations)))
