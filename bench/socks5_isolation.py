@@ -2,7 +2,7 @@
 """Keeping SOCKS5 associations apart by exit flows or by circuits: the figures behind the choice.
 
 One process, a local network on 127.0.0.1 (2 relays, 1 exit, 1 client keeping its default pool),
-a UDP echo server as the destination; a fresh network per hop count (1 and 3).  N associations are
+a UDP echo server as the destination; a fresh network per hop count (1 and 3).  Associations are
 opened two ways:
 
 - ``flows``: no credentials; they share the client's pool of circuits, each with exit flows of
@@ -13,12 +13,13 @@ opened two ways:
 Reported per way: circuits the client started for the N associations, circuits joined by the
 relays and the exit, CREATEs the relays refused (every node here shares 127.0.0.1, so the
 per-source CREATE rate and shares are shared too), UDP sockets the exit opened, the time from
-the UDP ASSOCIATE request to the first echo (median and max over N associations opened and
-closed one after the other; an isolated association's reply waits for its circuit), and the
-Python memory (tracemalloc, every node of the process) per association, N opened at once.  Loopback has no
+the UDP ASSOCIATE request to the first echo (median and 90th percentile over ``--samples``
+associations opened and closed one after the other; an isolated association's reply waits for
+its circuit), and the Python memory (tracemalloc, every node of the process) per association
+and the relay circuits held, N opened at once.  Loopback has no
 latency: on a real network a circuit build costs about one round trip per hop on top.
 
-    python bench/socks5_isolation.py [--associations 10]
+    python bench/socks5_isolation.py [--associations 10] [--samples 40]
 
 Figures measured while others load the machine are provisional: the load average is printed.
 """
@@ -84,9 +85,10 @@ def creates_refused(net: LocalNetwork) -> int:
                if event.startswith("create_refused_"))
 
 
-async def measure(net: LocalNetwork, port: int, count: int, isolated: bool, tag: str) -> dict[str, float]:
-    """Open ``count`` associations one after the other (latency), then ``count`` more at once under
-    tracemalloc (memory); close them all."""
+async def measure(net: LocalNetwork, port: int, count: int, samples: int, isolated: bool,
+                  tag: str) -> dict[str, float]:
+    """Open ``samples`` associations one after the other, each closed after its echo (latency),
+    then ``count`` at once under tracemalloc (memory, relay circuits held); close them all."""
     client = net.client
     exit_community = net.exits[0].community
     started = client.stats.events["circuits_started"]
@@ -94,15 +96,16 @@ async def measure(net: LocalNetwork, port: int, count: int, isolated: bool, tag:
     flows = exit_community.stats.events["exit_flows_opened"]
     refused = creates_refused(net)
     times = []
-    for i in range(count):
+    for i in range(samples):
         result = await associate_and_echo(port, net.echo_address, f"{tag}-{i}".encode() if isolated else None)
         times.append(result[0])
         await close([result])
-    figures = {"circuits started": client.stats.events["circuits_started"] - started,
+    figures = {"circuits started, per association": (client.stats.events["circuits_started"] - started) / samples,
                "CREATEs refused by relays": creates_refused(net) - refused,
-               "exit sockets opened": exit_community.stats.events["exit_flows_opened"] - flows,
+               "exit sockets opened, per association": (exit_community.stats.events["exit_flows_opened"] - flows)
+               / samples,
                "ASSOCIATE to first echo, median (ms)": statistics.median(times) * 1000,
-               "ASSOCIATE to first echo, max (ms)": max(times) * 1000}
+               "ASSOCIATE to first echo, 90th pct (ms)": statistics.quantiles(times, n=10)[-1] * 1000}
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     results = await asyncio.gather(*[associate_and_echo(port, net.echo_address,
@@ -124,7 +127,7 @@ async def close(results: list[tuple[float, object]]) -> None:
     await asyncio.sleep(0.2)
 
 
-async def main(count: int) -> None:
+async def main(count: int, samples: int) -> None:
     for hops in HOPS:
         net = LocalNetwork(reactor, relays=2, exits=1)
         await net.start()
@@ -138,9 +141,9 @@ async def main(count: int) -> None:
             table = {}
             for way in ("flows", "circuits"):
                 await asyncio.sleep(REFILL)             # the pool full, the relays' CREATE buckets refilled
-                table[way] = await measure(net, port, count, way == "circuits", f"{hops}")
-            print(f"\n{count} associations, {hops} hop{'s' if hops > 1 else ''} "
-                  f"(pool: {len(net.client.active_data_circuits(hops))} ready circuits)")
+                table[way] = await measure(net, port, count, samples, way == "circuits", f"{hops}")
+            print(f"\n{hops} hop{'s' if hops > 1 else ''}: {samples} associations one after the other, then "
+                  f"{count} at once (pool: {len(net.client.active_data_circuits(hops))} ready circuits)")
             print(f"{'':40} {'flows':>10} {'circuits':>10}")
             for name in table["flows"]:
                 print(f"{name:40} {table['flows'][name]:10.1f} {table['circuits'][name]:10.1f}")
@@ -153,6 +156,7 @@ async def main(count: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--associations", type=int, default=10)
+    parser.add_argument("--associations", type=int, default=10, help="opened at once (memory)")
+    parser.add_argument("--samples", type=int, default=40, help="opened one after the other (latency)")
     args = parser.parse_args()
-    react(lambda _: as_deferred(main(args.associations)))
+    react(lambda _: as_deferred(main(args.associations, args.samples)))
