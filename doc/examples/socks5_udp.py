@@ -94,7 +94,7 @@ async def main(reactor: Any) -> None:
 
     control.transport.loseConnection()                             # ends the association
     await app_port.stopListening()
-    server.stop()
+    await server.stop()                                    # every client sees EOF
     await listening.stopListening()
     for node in nodes:
         await node.stop()
