@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tunnels.core.circuits import Circuit, CircuitState
+from tunnels.core.destinations import DestinationCache
 from tunnels.core.flows import forget_all, forget_flow, new_flow
 from tunnels.core.origin import OriginRole
 from tunnels.core.reassembly import ReassemblyBuffer
@@ -189,3 +190,16 @@ class ExitFlowTests(TestCase):
         for flow in range(1, ENDED_MEMORY + 11):
             self.flows.end(flow)
         self.assertEqual(list(self.flows.ended), list(range(11, ENDED_MEMORY + 11)))
+
+
+class DestinationTests(SynchronousTestCase):
+    """What ``tunnel_data`` and flows accept as a destination (checked before any I/O)."""
+
+    def test_hidden_names_never_go_to_an_exit(self) -> None:
+        """A hidden-service peer name is refused in any case and with the root dot (names are
+        case-insensitive: ``PEER.HIDDEN.`` must not reach an exit's resolver either)."""
+        cache = DestinationCache()
+        for host in ("abc.hidden", "ABC.HIDDEN", "abc.Hidden.", "x.y.hidden"):
+            self.assertRaises(CircuitNotReady, cache.prefix, (host, 1024))
+        self.assertEqual(cache.prefix(("hidden.example", 4000)), msg.encode_address("hidden.example", 4000))
+        self.assertEqual(cache.encoded, {("hidden.example", 4000): msg.encode_address("hidden.example", 4000)})

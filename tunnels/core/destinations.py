@@ -13,6 +13,12 @@ CACHE_SIZE = 1024
 """Encoded destinations remembered (the cache starts over when full)."""
 
 
+def is_hidden_name(host: object) -> bool:
+    """Whether ``host`` names a hidden-service peer, in any case and with or without the root dot
+    (names are case-insensitive: ``PEER.HIDDEN.`` must not reach an exit's resolver either)."""
+    return isinstance(host, str) and host.lower().rstrip(".").endswith(HIDDEN_SUFFIX)
+
+
 class DestinationCache:
     """Validated, encoded destinations (``kind | address | port``), remembered for the next datagrams."""
 
@@ -36,7 +42,7 @@ class DestinationCache:
 
     def _encode(self, destination: Address) -> bytes:
         host, port = destination
-        if isinstance(host, str) and host.endswith(HIDDEN_SUFFIX):
+        if is_hidden_name(host):
             raise CircuitNotReady(f"no live connection to hidden-service peer {host}; such names never go to exits")
         if host == "" and isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
             target = ("0.0.0.0", port)

@@ -24,7 +24,7 @@ from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 
 from ..core.circuits import Circuit
-from ..core.destinations import HIDDEN_SUFFIX
+from ..core.destinations import is_hidden_name
 from ..core.flows import Flow
 from ..errors import CircuitNotReady, DatagramTooLarge, FlowLimitReached
 from ..exit.policy import refusal_kind
@@ -88,7 +88,7 @@ class UdpAssociation(DatagramProtocol):
             return
         self.client_port = addr[1]
         destination = (packet.host, packet.port)
-        if packet.host.endswith(HIDDEN_SUFFIX):
+        if is_hidden_name(packet.host):
             self._to_peer(destination, packet.payload)
             return
         flow = self.routes.get(destination)
