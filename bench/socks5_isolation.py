@@ -10,6 +10,11 @@ opened two ways:
 - ``circuits``: each with RFC 1929 credentials of its own, so each gets circuits of its own
   (what txtunnels does on request, Tor's ``IsolateSOCKSAuth``).
 
+Then, with front ends for 1, 2 and 3 hops (so the pools of all three are kept), ``--groups``
+associations with credentials of their own each ask for 3-hop circuits at once: how many get one.
+Every circuit of two hops or more starts at the client's first entry guard, which takes at most
+its per-source share of circuits from one client; the pools hold 16 of them.
+
 Reported per way: circuits the client started for the N associations, circuits joined by the
 relays and the exit, CREATEs the relays refused (every node here shares 127.0.0.1, so the
 per-source CREATE rate and shares are shared too), UDP sockets the exit opened, the time from
@@ -19,7 +24,7 @@ its circuit), and the Python memory (tracemalloc, every node of the process) per
 and the relay circuits held, N opened at once.  Loopback has no
 latency: on a real network a circuit build costs about one round trip per hop on top.
 
-    python bench/socks5_isolation.py [--associations 10] [--samples 40]
+    python bench/socks5_isolation.py [--associations 10] [--samples 40] [--groups 20]
 
 Figures measured while others load the machine are provisional: the load average is printed.
 """
@@ -127,7 +132,39 @@ async def close(results: list[tuple[float, object]]) -> None:
     await asyncio.sleep(0.2)
 
 
-async def main(count: int, samples: int) -> None:
+async def capacity(groups: int) -> None:
+    """``groups`` isolated 3-hop associations at once, beside the pools of three front ends."""
+    net = LocalNetwork(reactor, relays=2, exits=1)
+    await net.start()
+    servers = []
+    try:
+        for hops in (1, 2, 3):
+            server = Socks5Server(reactor, net.client, hops)
+            server.start()
+            servers.append((server, reactor.listenTCP(0, server, interface="127.0.0.1")))
+        while net.client.tunnels_ready() < 1.0:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(REFILL)
+        pools = len(net.client.active_data_circuits())
+        refused = creates_refused(net)
+        started = time.perf_counter()
+        port = servers[2][1].getHost().port
+        results = await asyncio.gather(*[associate_and_echo(port, net.echo_address, b"group-%d" % i)
+                                         for i in range(groups)], return_exceptions=True)
+        answered = [r for r in results if not isinstance(r, BaseException)]
+        print(f"\n{groups} isolated 3-hop associations at once, beside {pools} pool circuits: "
+              f"{len(answered)} got a circuit, {groups - len(answered)} did not within the 30 s handshake; "
+              f"CREATEs refused by relays: {creates_refused(net) - refused} "
+              f"({time.perf_counter() - started:.1f} s)")
+        await close(answered)
+        for server, listening in servers:
+            await as_future(server.stop())
+            await as_future(listening.stopListening())
+    finally:
+        await net.stop()
+
+
+async def main(count: int, samples: int, groups: int) -> None:
     for hops in HOPS:
         net = LocalNetwork(reactor, relays=2, exits=1)
         await net.start()
@@ -151,6 +188,8 @@ async def main(count: int, samples: int) -> None:
             await as_future(listening.stopListening())
         finally:
             await net.stop()
+    if groups:
+        await capacity(groups)
     print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -158,5 +197,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--associations", type=int, default=10, help="opened at once (memory)")
     parser.add_argument("--samples", type=int, default=40, help="opened one after the other (latency)")
+    parser.add_argument("--groups", type=int, default=20, help="isolated at once beside the pools (0: skip)")
     args = parser.parse_args()
-    react(lambda _: as_deferred(main(args.associations, args.samples)))
+    react(lambda _: as_deferred(main(args.associations, args.samples, args.groups)))
