@@ -131,3 +131,23 @@ class Control:
             fut.add_done_callback(done)
         else:
             self.write({"id": rid, "ok": True, "result": res})
+
+
+def serve_on_reactor(reactor, handlers, **ready):
+    """Run a node process on Twisted's asyncio ``reactor``: answer ``handlers`` once it runs, stop
+    when the harness says so (or goes away), and leave at once afterwards."""
+    def stop():
+        if reactor.running:
+            reactor.stop()
+
+    def started():
+        control = Control(reactor._asyncioEventloop, handlers, stop)
+        control.start()
+        control.ready(**ready)
+
+    reactor.callWhenRunning(started)
+    try:
+        reactor.run()
+    finally:
+        sys.stderr.flush()
+        os._exit(0)

@@ -11,7 +11,6 @@ import dataclasses
 import os
 import random
 import statistics
-import sys
 import time
 
 from twisted.internet import asyncioreactor
@@ -133,23 +132,7 @@ class ChurnNet:
 
 def main():
     net = ChurnNet()
-    loop = reactor._asyncioEventloop
-
-    def stop():
-        if reactor.running:
-            reactor.stop()
-
-    def started():
-        c = ctl.Control(loop, {"churn": net.churn}, stop)
-        c.start()
-        c.ready(addr=["127.0.0.1", 0])
-
-    reactor.callWhenRunning(started)
-    try:
-        reactor.run()
-    finally:
-        sys.stderr.flush()
-        os._exit(0)
+    ctl.serve_on_reactor(reactor, {"churn": net.churn}, addr=["127.0.0.1", 0])
 
 
 if __name__ == "__main__":

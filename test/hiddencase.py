@@ -48,23 +48,32 @@ class Member:
 
 
 class HiddenNetworkCase(TestCase):
-    """Relays, exits and ``clients`` members on 127.0.0.1 sharing an in-memory DHT."""
+    """Relays, exits and ``clients`` members on 127.0.0.1 sharing an in-memory DHT.
+
+    Periodic lookups are an hour apart: members must meet through the lookups their own
+    registration and intro points start, never by waiting for a timer.
+    """
 
     relays = 6
     exits = 2
     clients = 2
     settings = TunnelSettings()
+    client_settings: TunnelSettings | None = None
+    """The members' settings (``settings`` when None)."""
     timeout = 90
 
     dht = "memory"
+    extra: dict[str, Any] = {}
+    """More community settings for every node."""
 
     def setUp(self) -> Deferred[None]:
         return as_deferred(self._start())
 
     async def _start(self) -> None:
         self.net = LocalNetwork(reactor, relays=self.relays, exits=self.exits, clients=self.clients,
-                                settings=self.settings, community_class=HiddenTunnelCommunity, dht=self.dht,
-                                lookup_interval=1.0)
+                                settings=self.settings, client_settings=self.client_settings,
+                                community_class=HiddenTunnelCommunity, dht=self.dht, lookup_interval=3600.0,
+                                **self.extra)
         await self.net.start()
         self.store = self.net.dht_store
         self.members = [Member(node.community) for node in self.net.clients]  # type: ignore[arg-type]

@@ -5,7 +5,9 @@ import asyncio
 from typing import Any
 
 from tunnels.core.circuits import Circuit, CircuitState
-from tunnels.errors import CircuitNotReady, DatagramTooLarge, NoExitAvailable
+from tunnels.core.origin import PathHop
+from tunnels.core.pathsel import PeerFlag
+from tunnels.errors import CircuitBuildFailed, CircuitNotReady, DatagramTooLarge, NoExitAvailable
 from tunnels.runtime import as_future
 from tunnels.settings import TunnelSettings
 from test.netcase import NetworkTestCase
@@ -34,6 +36,26 @@ class DataTests(NetworkTestCase):
             self.assertEqual(len(set(addresses)), 3)
             self.assertIn(addresses[-1], exits)
             self.assertNotIn(addresses[0], exits)
+
+    @async_test
+    async def test_lengthened_circuit(self) -> None:
+        """A ready circuit lengthened by one hop (a hidden-service half built ahead) is ready again
+        with that hop last and carries data through it; so is one lengthened while being built."""
+        client = self.client
+        for wait_first in (True, False):
+            circuit = client.start_circuit(1, exit_data=False, purpose="relay")
+            if wait_first:
+                await as_future(client.when_ready(circuit))
+            first = circuit.path[0].node_id
+            exit_ = next(c for c in client.candidates() if PeerFlag.EXIT in c.flags and c.node_id != first)
+            client.origin.lengthen(circuit, PathHop(exit_.address, exit_.node_id, exit_.onion_key))
+            self.assertEqual(circuit.state, CircuitState.EXTENDING)
+            await as_future(client.when_ready(circuit))
+            self.assertEqual([h.node_id for h in circuit.hops], [first, exit_.node_id])
+            self.assertEqual(await self.echo_round_trip(circuit, b"one hop more"), [b"one hop more"])
+            client.remove_circuit(circuit)
+            with self.assertRaises(CircuitBuildFailed):
+                client.origin.lengthen(circuit, PathHop(exit_.address, exit_.node_id, exit_.onion_key))
 
     @async_test
     async def test_str_payload_is_utf8(self) -> None:

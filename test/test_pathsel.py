@@ -53,3 +53,27 @@ class PathTests(SynchronousTestCase):
         """Zero hops is a programming error."""
         with self.assertRaises(ValueError):
             select_path([], 0, True, random.Random(1))
+
+    def test_fixed_penultimate_and_last(self) -> None:
+        """A fixed hop before the last: both in place, never elsewhere on the path, the rest distinct."""
+        rng = random.Random(7)
+        view = [peer(i, f"10.{i}.0.1", RELAY) for i in range(8)]
+        outside = peer(20, "10.20.0.1", RELAY)  # need not be in our view
+        for hops in (2, 3, 4):
+            for _ in range(100):
+                last, before = rng.sample([*view, outside], 2)
+                path = select_path(view, hops, False, rng, frozenset({view[0].node_id}), last, before)
+                assert path is not None
+                self.assertEqual(len(path), hops)
+                self.assertEqual(path[-2:], [before, last])
+                self.assertEqual(len({c.node_id for c in path}), hops)
+                self.assertNotIn(view[0], path[:-2])
+
+    def test_fixed_penultimate_needs_room(self) -> None:
+        """Too few relays for the hops in front of the fixed ones: no path; misuse raises."""
+        view = [peer(i, f"10.{i}.0.1", RELAY) for i in range(3)]
+        self.assertIsNone(select_path(view, 4, False, random.Random(1), last=view[0], penultimate=view[1]))
+        self.assertIsNotNone(select_path(view, 3, False, random.Random(1), last=view[0], penultimate=view[1]))
+        for hops, last, before in ((1, view[0], view[1]), (2, None, view[1]), (2, view[0], view[0])):
+            with self.assertRaises(ValueError):
+                select_path(view, hops, False, random.Random(1), last=last, penultimate=before)

@@ -228,19 +228,21 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
     # --- circuits -------------------------------------------------------------------------
 
     def start_circuit(self, hops: int, exit_data: bool = True, *, last_hop: Candidate | None = None,
-                      exclude: frozenset[bytes] = frozenset(), purpose: str | None = None) -> Circuit:
+                      exclude: frozenset[bytes] = frozenset(), purpose: str | None = None,
+                      penultimate: Candidate | None = None) -> Circuit:
         """Start building a circuit of ``hops`` hops chosen from our own view and return it.
 
-        ``exit_data`` asks for an exit as last hop; ``last_hop`` fixes the last hop instead;
-        ``exclude`` keeps node ids off the path.  The first and second hops come from our entry
-        guards and vanguards (:func:`~tunnels.core.guards.first_hops`).  Raises
+        ``exit_data`` asks for an exit as last hop; ``last_hop`` fixes the last hop instead, and
+        ``penultimate`` the hop before it; ``exclude`` keeps node ids off the path.  The first and
+        second hops come from our entry guards and vanguards (:func:`~tunnels.core.guards.first_hops`;
+        :func:`~tunnels.core.pathsel.select_path` says when they do not apply).  Raises
         :class:`NoExitAvailable` or :class:`CircuitBuildFailed` when our view of the network is
         too small.
         """
         _check_hops(hops, MAX_HOPS)
         candidates = self.candidates()
         guards, layer2 = first_hops(self.guards, self.vanguards, candidates, hops, purpose, self.reactor.seconds())
-        path = select_path(candidates, hops, exit_data, self.rng, exclude, last_hop, guards, layer2)
+        path = select_path(candidates, hops, exit_data, self.rng, exclude, last_hop, guards, layer2, penultimate)
         if path is None:
             if exit_data and last_hop is None and not any(PeerFlag.EXIT in c.flags for c in candidates):
                 raise NoExitAvailable("no known peer offers to exit data")
@@ -249,7 +251,7 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
             raise CircuitBuildFailed(f"not enough relays known for {hops} hops")
         circuit = self.origin.build([PathHop(c.address, c.node_id, c.onion_key) for c in path],
                                     purpose or ("data" if exit_data and last_hop is None else "relay"))
-        if guards is not None:
+        if guards is not None and any(g.node_id == path[0].node_id for g in guards):
             self.guards.watch(circuit, path[0].node_id, self.reactor.seconds)
         return circuit
 
@@ -269,10 +271,12 @@ class TunnelCommunity(PeerFlagsMixin, PeeringMixin, Community):
         return done
 
     def create_circuit(self, hops: int, exit_data: bool = True, *, last_hop: Candidate | None = None,
-                       exclude: frozenset[bytes] = frozenset(), purpose: str | None = None) -> Deferred[Circuit]:
+                       exclude: frozenset[bytes] = frozenset(), purpose: str | None = None,
+                       penultimate: Candidate | None = None) -> Deferred[Circuit]:
         """Build one circuit now (see :meth:`start_circuit`); the Deferred fires when it is ready."""
         try:
-            circuit = self.start_circuit(hops, exit_data, last_hop=last_hop, exclude=exclude, purpose=purpose)
+            circuit = self.start_circuit(hops, exit_data, last_hop=last_hop, exclude=exclude, purpose=purpose,
+                                         penultimate=penultimate)
         except (CircuitBuildFailed, NoExitAvailable) as error:
             return fail(error)
         return self.when_ready(circuit)

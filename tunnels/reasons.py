@@ -85,7 +85,11 @@ DROPS: dict[str, str] = {
     "unexpected_intro_reply": "an introduction reply nobody waited for (late, after a timeout)",
     "unexpected_joined": "a rendezvous JOINED nobody waited for (late, after a timeout)",
     "unexpected_rendezvous_established": "a rendezvous confirmation nobody waited for (late, after a timeout)",
-    "join_unknown_cookie": "a rendezvous join with an unknown or already used cookie",
+    "join_unknown_cookie": "a rendezvous join whose member never came (the wait ended), or a second join for a cookie",
+    "join_reused_cookie": "a rendezvous join with a cookie already spent (a replay)",
+    "join_refused_full": "a rendezvous join while the table of waiting joins is full",
+    "introduce_duplicate": "an introduction with the request id of one still pending here (a replay)",
+    "introduce_ack_repeated": "a second answer from the same member to one introduction",
     "e2e_not_spliced": "end-to-end data at a rendezvous point before both sides joined",
     "e2e_without_session": "end-to-end data on a circuit with no hidden-service session",
     "e2e_rejected": "end-to-end data that failed authentication or was replayed",
@@ -177,7 +181,7 @@ REFUSALS: dict[str, str] = {
     "introduce:port_0": "an introduction to port 0",
     "introduce:bad_address": "an introduction to a malformed address",
     "introduce:non_global_address": "an introduction to a loopback, private or reserved address",
-    "rendezvous:unusable": "a rendezvous request with a malformed or reused cookie, on a busy circuit, or a full table",
+    "rendezvous:unusable": "a rendezvous request with a malformed, pending or spent cookie, on a busy circuit, or a full table",
     "join:same_neighbour": "a rendezvous join from the neighbour already on the other side",
 }
 """``<what>:<reason>`` -> one-line explanation."""

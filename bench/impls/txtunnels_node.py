@@ -161,9 +161,11 @@ class NodeApp:
         cls = TunnelCommunity
         if self.store:
             cls = HiddenTunnelCommunity
-            # the seeker looks the service up when it registers and again every second while an
-            # introduction is postponed; the service member need not look anything up
-            extra["lookup_interval"] = 3600.0 if self.role == "seeder" else 1.0
+            # the seeker looks the service up when it registers (the default interval of the
+            # periodic lookups, 30 s, plays no part in a setup); the service member need not
+            # look anything up beyond what its own registration starts
+            if self.role == "seeder":
+                extra["lookup_interval"] = 3600.0
             # only relays serve as introduction points (the INTRO flag needs a provider): the
             # exit stays a plain exit, so the seeker's data circuit can always carry INTRODUCE1
             if self.role != "exit":

@@ -8,10 +8,10 @@ run.py starts no adapter.
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.scenarios import build, bulk, dht_churn, hs, libtorrent, memory
+from bench.scenarios import build, bulk, dht_churn, hs, hs_swarm, libtorrent, memory
 
-SCENARIOS = {"memory": memory, "build": build, "bulk": bulk, "hs": hs, "dht_churn": dht_churn,
-             "libtorrent": libtorrent}
+SCENARIOS = {"memory": memory, "build": build, "bulk": bulk, "hs": hs, "hs_swarm": hs_swarm,
+             "dht_churn": dht_churn, "libtorrent": libtorrent}
 """Name -> module, in the order a run performs them."""
 
 

@@ -73,6 +73,8 @@ class Circuit:
         self.hops: list[Hop] = []
         self.token = token
         self.created = created
+        self.build_started = created
+        """When the current build (or the last lengthening) started."""
         self.last_received = created
         self.last_sent = created
         self.cells_sent = 0
@@ -128,7 +130,7 @@ class Circuit:
     def expiry(self, now: float, settings: TunnelSettings) -> str | None:
         """Why this circuit must be torn down now, or None."""
         if self.state is CircuitState.EXTENDING:
-            return "build_timeout" if now - self.created >= settings.build_timeout else None
+            return "build_timeout" if now - self.build_started >= settings.build_timeout else None
         return expiry_reason(self.created, self.last_received, self.cells_sent + self.cells_received, now, settings)
 
     def __repr__(self) -> str:

@@ -5,13 +5,21 @@ on as a seeker's last hop, and splice circuits as a rendezvous point.
 Flow (doc/hidden-services.md): seeker --INTRODUCE1--> its last hop L --link INTRODUCE-->
 intro point I --INTRODUCE2--> member; member --INTRO_REPLY--> I --link INTRODUCE_ACK--> L
 --INTRODUCE_ACK--> seeker.  The member and the seeker then meet at a rendezvous point R
-(ESTABLISH_RENDEZVOUS / JOIN with a single-use cookie) which splices their circuits.
+(ESTABLISH_RENDEZVOUS / JOIN with a single-use cookie, in either order) which splices their
+circuits.
+
+An intro point passes an introduction from a verified neighbour to *every* member registered
+for the service (at most :data:`MAX_PER_SERVICE`), so that one introduction reaches all the
+members behind it; each member's answer goes back separately.  It confirms a registration
+(INTRO_ESTABLISHED) only once its DHT announcement finished, so that a member looking the
+service up after that finds every member confirmed before (doc/hidden-services.md).
 """
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError
@@ -19,7 +27,7 @@ from ..ratelimit import AnswerBudget, KeyedTokenBuckets
 from ..wire.cells import CellType, frame
 from ..wire.relay import RelayCommand
 from ..crypto.service_keys import member_id, verify_record
-from ..wire.hidden import EstablishIntro, Introduce, IntroReply
+from ..wire.hidden import INTRODUCE_BODY_SIZE, EstablishIntro, Introduce, IntroReply
 
 if TYPE_CHECKING:
     from .circuits import JoinedCircuit
@@ -31,6 +39,9 @@ MAX_SERVICES = 1024
 MAX_PENDING = 1024
 PENDING_TIMEOUT = 30.0
 ANNOUNCE_INTERVAL = 300.0
+"""Seconds between announcements of a key we introduce."""
+ANNOUNCE_RETRY = 5.0
+"""Seconds before a failed announcement is tried again."""
 INTRO_RATE = 25.0
 INTRO_BURST = 200.0
 ANSWER_RATE, ANSWER_BURST = 25.0, 50.0
@@ -38,7 +49,30 @@ ANSWER_RATE, ANSWER_BURST = 25.0, 50.0
 unauthenticated, so its answer must be budgeted (DESIGN.md property 14)."""
 ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL = 100.0, 200.0
 """INTRODUCE_ACKs per second (and burst) from this node."""
+JOIN_WAIT = 10.0
+"""Seconds a seeker's half may wait here for the member's."""
+MAX_USED = 4096
 STATUS_UNKNOWN_SERVICE = 1
+
+
+@dataclass(slots=True)
+class PassedOn:
+    """An introduction a seeker's last hop passed to an intro point."""
+
+    circuit: JoinedCircuit
+    intro: Address
+    when: float
+    answers_left: int
+
+
+@dataclass(slots=True)
+class Forwarded:
+    """An introduction an intro point forwarded to its members."""
+
+    source: Address
+    when: float
+    members: set[JoinedCircuit]
+    """The member circuits that have not answered yet."""
 
 
 class HiddenRelay:
@@ -54,10 +88,19 @@ class HiddenRelay:
         self.round_robin: dict[bytes, int] = {}
         self.announced: dict[bytes, float] = {}
         self.rendezvous: dict[bytes, JoinedCircuit] = {}
+        """Members' halves waiting for the seeker, by cookie."""
+        self.joins: OrderedDict[bytes, tuple[JoinedCircuit, float]] = OrderedDict()
+        """Seekers' halves waiting for the member (and since when), by cookie."""
+        self.used: OrderedDict[bytes, None] = OrderedDict()
+        """The last :data:`MAX_USED` cookies spent (a replay is refused at once)."""
         self.cookie_of: dict[JoinedCircuit, bytes] = {}
         self.spliced: dict[JoinedCircuit, JoinedCircuit] = {}
-        self.at_last_hop: OrderedDict[bytes, tuple[JoinedCircuit, Address, float]] = OrderedDict()
-        self.at_intro: OrderedDict[bytes, tuple[Address, float]] = OrderedDict()
+        self.confirming: dict[bytes, list[JoinedCircuit]] = {}
+        """Registrations waiting for the announcement of their key to finish."""
+        self.at_last_hop: OrderedDict[bytes, PassedOn] = OrderedDict()
+        """Introductions we passed on as a seeker's last hop, by request id."""
+        self.at_intro: OrderedDict[bytes, Forwarded] = OrderedDict()
+        """Introductions we passed on as intro point, by request id."""
         self.intro_rate = KeyedTokenBuckets(INTRO_RATE, INTRO_BURST, max_keys=MAX_SERVICES)
         self.answers = AnswerBudget(ANSWER_RATE, ANSWER_BURST, ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL)
         """One token per link INTRODUCE we act on: each draws at most one INTRODUCE_ACK (one cell)."""
@@ -129,17 +172,44 @@ class HiddenRelay:
         self.intros[request.dht_key] = registered
         self.intro_of[circuit] = request.dht_key
         self.stats.note("intro_established")
-        self.relay.reply(circuit, RelayCommand.INTRO_ESTABLISHED, b"")
-        self.announce(request.dht_key)
+        self.confirm_when_announced(request.dht_key, circuit)
+
+    def confirm_when_announced(self, dht_key: bytes, circuit: JoinedCircuit) -> None:
+        """Send INTRO_ESTABLISHED once the DHT knows we introduce ``dht_key``: at once if a
+        recent announcement succeeded, else when the one in flight (or a new one) ends."""
+        waiting = self.confirming.get(dht_key)
+        if waiting is not None:
+            waiting.append(circuit)
+            return
+        when = self.announced.get(dht_key)
+        if when is not None and self.now() - when < ANNOUNCE_INTERVAL:
+            self.relay.reply(circuit, RelayCommand.INTRO_ESTABLISHED, b"")
+            return
+        self.confirming[dht_key] = [circuit]
+        self.announce(dht_key)
 
     def announce(self, dht_key: bytes) -> None:
-        """Tell the DHT that we introduce ``dht_key`` (at our IPv8 port)."""
+        """Tell the DHT that we introduce ``dht_key`` (at our IPv8 port), then confirm the
+        registrations waiting for it.  A failed announcement is tried again after
+        :data:`ANNOUNCE_RETRY` seconds (the registrations are confirmed anyway: they are
+        here, and the seekers that do find us can use them)."""
         provider = self.dht_provider()
         if provider is None:
+            self._confirm(dht_key)
             return
         self.announced[dht_key] = self.now()
-        d = provider.announce(dht_key, self.port())
-        d.addErrback(lambda failure: self.stats.note("intro_announce_failed"))
+
+        def failed(failure: Any) -> None:
+            self.stats.note("intro_announce_failed")
+            if dht_key in self.announced:
+                self.announced[dht_key] = self.now() - ANNOUNCE_INTERVAL + ANNOUNCE_RETRY
+        provider.announce(dht_key, self.port()).addCallbacks(lambda _: None, failed).addBoth(
+            lambda _: self._confirm(dht_key))
+
+    def _confirm(self, dht_key: bytes) -> None:
+        for circuit in self.confirming.pop(dht_key, []):
+            if self.intro_of.get(circuit) == dht_key:
+                self.relay.reply(circuit, RelayCommand.INTRO_ESTABLISHED, b"")
 
     def introduce_as_last_hop(self, circuit: JoinedCircuit, request: Introduce) -> None:
         """Pass a seeker's introduction to the intro point it named (a verified IPv8 peer)."""
@@ -155,20 +225,24 @@ class HiddenRelay:
             self.relay.reply(circuit, RelayCommand.INTRODUCE_ACK,
                              IntroReply(request.request_id, STATUS_UNKNOWN_SERVICE).encode())
             return
-        self.at_last_hop[request.request_id] = (circuit, request.intro, self.now())
-        forward = Introduce(request.dht_key, request.request_id, request.seeker_member, request.client_key)
+        self.at_last_hop[request.request_id] = PassedOn(circuit, request.intro, self.now(), MAX_PER_SERVICE)
+        forward = replace(request, intro=None, intro_node_id=b"")
         self.relay.send(request.intro, frame(CellType.INTRODUCE, _link_id(), forward.encode()))
 
     def on_link_introduce(self, source: Address, payload: bytes) -> None:
-        """At the intro point: a seeker's introduction from its last hop.
+        """At the intro point: a seeker's introduction from its last hop ``source``.
 
         The source is not authenticated (any datagram can claim to be a last hop), so an
-        introduction is only acted on within :attr:`answers`: it draws one INTRODUCE_ACK at
-        most, now (unknown service) or when the member replies, and that cell is the size
-        of the INTRODUCE cell.
+        introduction is only acted on within :attr:`answers`.  From a verified IPv8 neighbour
+        (which proved it receives at its address) it goes to every member registered for the
+        service but the seeker itself, and each member's answer goes back; from an unverified
+        source, whose address may be spoofed, to one member in turn, so that such a source never
+        gets more answers than it sent introductions, each the size of the INTRODUCE cell
+        (DESIGN.md property 14).  Each copy costs a token of the service's rate limit.
+        INTRODUCE2 carries ``source``: the member keeps it off its rendezvous half.
         """
         try:
-            request = Introduce.decode(payload[:20 + 8 + 20 + 32], with_intro=False)
+            request = Introduce.decode(payload[:INTRODUCE_BODY_SIZE], with_intro=False)
         except DecodeError:
             self.stats.drop("malformed_introduce")
             return
@@ -176,75 +250,120 @@ class HiddenRelay:
             self.stats.drop("introduce_withheld")
             return
         members = [r for r in self.intros.get(request.dht_key, []) if member_id(r[1]) != request.seeker_member]
+        if request.request_id in self.at_intro:
+            self.stats.drop("introduce_duplicate")
+            return
         if not members or len(self.at_intro) >= MAX_PENDING:
             self.stats.note("introduce_unknown_service")
             self.relay.send(source, frame(CellType.INTRODUCE_ACK, _link_id(),
                                           IntroReply(request.request_id, STATUS_UNKNOWN_SERVICE).encode()))
             return
-        if not self.intro_rate.take(request.dht_key, self.now()):
-            self.stats.drop("introduce_rate")
+        if self.relay.find_peer(source) is None:
+            index = self.round_robin.get(request.dht_key, 0)
+            self.round_robin[request.dht_key] = index + 1
+            members = [members[index % len(members)]]
+        now = self.now()
+        chosen = set()
+        for member in members:
+            if not self.intro_rate.take(request.dht_key, now):
+                self.stats.drop("introduce_rate")
+                break
+            chosen.add(member[0])
+        if not chosen:
             return
-        index = self.round_robin.get(request.dht_key, 0)
-        self.round_robin[request.dht_key] = index + 1
-        circuit = members[index % len(members)][0]
-        self.at_intro[request.request_id] = (source, self.now())
-        self.stats.note("introduce_forwarded")
-        self.relay.reply(circuit, RelayCommand.INTRODUCE2, request.encode())
+        self.at_intro[request.request_id] = Forwarded(source, now, chosen)
+        forward = replace(request, last_hop=source).encode()
+        for circuit in chosen:
+            self.stats.note("introduce_forwarded")
+            self.relay.reply(circuit, RelayCommand.INTRODUCE2, forward)
 
     def reply_as_intro(self, circuit: JoinedCircuit, data: bytes) -> None:
-        """At the intro point: the member's answer goes back to the seeker's last hop."""
+        """At the intro point: a member's answer goes back to the seeker's last hop (one answer
+        per member the introduction went to)."""
         IntroReply.decode(data)
-        pending = self.at_intro.pop(data[:8], None)
-        if pending is None or circuit not in self.intro_of:
+        pending = self.at_intro.get(data[:8])
+        if pending is None or circuit not in pending.members:
             self.stats.drop("unexpected_intro_reply")
             return
-        self.relay.send(pending[0], frame(CellType.INTRODUCE_ACK, _link_id(), data))
+        pending.members.discard(circuit)
+        if not pending.members:
+            del self.at_intro[data[:8]]
+        self.relay.send(pending.source, frame(CellType.INTRODUCE_ACK, _link_id(), data))
 
     def on_link_introduce_ack(self, source: Address, payload: bytes) -> None:
-        """At the seeker's last hop: the answer from the intro point we asked."""
+        """At the seeker's last hop: an answer from the intro point we asked (one per member
+        behind it, at most :data:`MAX_PER_SERVICE`)."""
         request_id = payload[:8]
         pending = self.at_last_hop.get(request_id)
-        if pending is None or pending[1] != source:
+        if pending is None or pending.intro != source:
             self.stats.drop("unexpected_introduce_ack")
             return
-        del self.at_last_hop[request_id]
+        pending.answers_left -= 1
+        if pending.answers_left <= 0:
+            del self.at_last_hop[request_id]
         try:
             reply = IntroReply.decode(payload)
         except DecodeError:
             self.stats.drop("malformed_introduce_ack")
             return
-        if pending[0] in self.relay.joined:
-            self.relay.reply(pending[0], RelayCommand.INTRODUCE_ACK, reply.encode())
+        if pending.circuit in self.relay.joined:
+            self.relay.reply(pending.circuit, RelayCommand.INTRODUCE_ACK, reply.encode())
 
     def establish_rendezvous(self, circuit: JoinedCircuit, cookie: bytes) -> None:
-        """The member's circuit waits here for the seeker holding ``cookie`` (single use)."""
-        if len(cookie) != 20 or cookie in self.rendezvous or self.busy(circuit) or len(self.rendezvous) >= MAX_PENDING:
+        """The member's half arrives with ``cookie`` (single use): spliced at once if the seeker's
+        half waits here already, else it waits for the seeker's JOIN."""
+        if len(cookie) != 20 or cookie in self.rendezvous or cookie in self.used or self.busy(circuit) \
+                or len(self.rendezvous) >= MAX_PENDING:
             self.stats.note("rendezvous_refused_unusable")
             self.relay.destroy(circuit, "rendezvous_refused")
+            return
+        waiting = self.joins.pop(cookie, None)
+        if waiting is not None:
+            del self.cookie_of[waiting[0]]
+            self.splice(circuit, waiting[0], cookie)
             return
         self.rendezvous[cookie] = circuit
         self.cookie_of[circuit] = cookie
         self.relay.reply(circuit, RelayCommand.RENDEZVOUS_ESTABLISHED, b"")
 
     def join(self, circuit: JoinedCircuit, cookie: bytes) -> None:
-        """The seeker presents the cookie: splice its circuit to the member's."""
-        member = self.rendezvous.get(cookie)
-        if member is None or self.busy(circuit):
-            self.stats.drop("join_unknown_cookie")
-            self.relay.destroy(circuit, "bad_cookie")
+        """The seeker's half presents the cookie: spliced to the member's half if it is here,
+        else held for at most :data:`JOIN_WAIT` seconds (the member answers as soon as it starts
+        its half, so the seeker's may arrive first).  A cookie used before is refused at once."""
+        member = self.rendezvous.pop(cookie, None) if not self.busy(circuit) else None
+        if member is not None:
+            del self.cookie_of[member]
+            self.splice(member, circuit, cookie)
             return
-        del self.rendezvous[cookie]
-        del self.cookie_of[member]
-        if member.prev_address == circuit.prev_address:
+        if self.busy(circuit) or len(cookie) != 20 or cookie in self.joins:
+            self.stats.drop("join_unknown_cookie")
+        elif cookie in self.used:
+            self.stats.drop("join_reused_cookie")
+        elif len(self.joins) >= MAX_PENDING:
+            self.stats.drop("join_refused_full")
+        else:
+            self.joins[cookie] = (circuit, self.now())
+            self.cookie_of[circuit] = cookie
+            self.stats.note("join_waiting")
+            return
+        self.relay.destroy(circuit, "bad_cookie")
+
+    def splice(self, member: JoinedCircuit, seeker: JoinedCircuit, cookie: bytes) -> None:
+        """Join the two halves (refused if both come from the same neighbour, which would then
+        see both sides of the connection next to each other); the cookie is spent."""
+        self.used[cookie] = None
+        if len(self.used) > MAX_USED:
+            self.used.popitem(last=False)
+        if member.prev_address == seeker.prev_address:
             self.stats.note("join_refused_same_neighbour")
-            self.relay.destroy(circuit, "same_neighbour")
+            self.relay.destroy(seeker, "same_neighbour")
             self.relay.destroy(member, "same_neighbour")
             return
-        self.spliced[circuit] = member
-        self.spliced[member] = circuit
+        self.spliced[seeker] = member
+        self.spliced[member] = seeker
         self.stats.note("rendezvous_joined")
         self.relay.reply(member, RelayCommand.JOINED, b"")
-        self.relay.reply(circuit, RelayCommand.JOINED, b"")
+        self.relay.reply(seeker, RelayCommand.JOINED, b"")
 
     # --- housekeeping ------------------------------------------------------------------------
 
@@ -261,7 +380,10 @@ class HiddenRelay:
                 self.round_robin.pop(dht_key, None)
         cookie = self.cookie_of.pop(circuit, None)
         if cookie is not None:
-            self.rendezvous.pop(cookie, None)
+            if self.rendezvous.get(cookie) is circuit:
+                del self.rendezvous[cookie]
+            if self.joins.get(cookie, (None,))[0] is circuit:
+                del self.joins[cookie]
         partner = self.spliced.pop(circuit, None)
         if partner is not None:
             self.spliced.pop(partner, None)
@@ -270,9 +392,15 @@ class HiddenRelay:
     def sweep(self) -> None:
         """Expire pending introductions and refresh DHT announcements."""
         now = self.now()
-        for table in (self.at_last_hop, self.at_intro):
-            while table and now - next(iter(table.values()))[-1] > PENDING_TIMEOUT:
-                table.popitem(last=False)
+        while self.at_last_hop and now - next(iter(self.at_last_hop.values())).when > PENDING_TIMEOUT:
+            self.at_last_hop.popitem(last=False)
+        while self.at_intro and now - next(iter(self.at_intro.values())).when > PENDING_TIMEOUT:
+            self.at_intro.popitem(last=False)
+        while self.joins and now - next(iter(self.joins.values()))[1] > JOIN_WAIT:
+            cookie, (circuit, _) = self.joins.popitem(last=False)
+            del self.cookie_of[circuit]
+            self.stats.drop("join_unknown_cookie")
+            self.relay.destroy(circuit, "bad_cookie")
         for dht_key, when in list(self.announced.items()):
             if now - when > ANNOUNCE_INTERVAL:
                 self.announce(dht_key)

@@ -83,6 +83,21 @@ class OriginRole:
                                       circuit.token).encode()))
         return circuit
 
+    def lengthen(self, circuit: Circuit, hop: PathHop) -> None:
+        """Add ``hop`` after the last one of our circuit, ready or still being built (a hidden
+        service's half to a rendezvous point, built ahead up to the hop before it); the circuit
+        is ready again, and its ``on_ready`` callbacks called, once ``hop`` answered."""
+        if circuit.state is CircuitState.CLOSED:
+            raise CircuitBuildFailed("cannot lengthen a closed circuit")
+        circuit.path.append(hop)
+        circuit.goal_hops += 1
+        if circuit.state is CircuitState.READY:
+            circuit.state = CircuitState.EXTENDING
+            circuit.build_started = self.clock.seconds()
+            circuit.pending = ntor.client1(hop.node_id, hop.onion_key)
+            extend = msg.Extend(hop.address, hop.node_id, hop.onion_key, circuit.pending.client_key)
+            self.send_message(circuit, RelayCommand.EXTEND, extend.encode())
+
     def on_created(self, circuit: Circuit, payload: bytes) -> None:
         """CREATED from the first hop."""
         if circuit.state is not CircuitState.EXTENDING or circuit.hops or circuit.pending is None:

@@ -180,7 +180,7 @@ def _hidden(community: Any) -> dict[str, Any]:
     relay = community.hidden_relay
     hidden: dict[str, Any] = {
         "serving_intro_points": len(relay.intro_of),
-        "serving_rendezvous_waiting": len(relay.rendezvous),
+        "serving_rendezvous_waiting": len(relay.rendezvous) + len(relay.joins),
         "serving_rendezvous_spliced": len(relay.spliced) // 2,
     }
     registrations = getattr(community, "registrations", None)

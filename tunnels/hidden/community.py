@@ -4,11 +4,12 @@
 Every member of a service is both findable and finding.  A member keeps introduction
 points at the end of circuits one hop longer than asked; intro points announce
 themselves in the DHT under a domain-separated hash of the service id.  Members look
-the key up at an interval (through one of their own circuits when the provider
-supports it), introduce themselves through a circuit, agree an end-to-end key with
-the member the intro point forwards them to (ntor to that member's key, certified by
-the service key for self-certifying ids), and meet at a rendezvous point the member
-chose.  ``callback(peer)`` then gets an address for ``tunnel_data``.
+the key up when they register, when an intro point of theirs is confirmed, and at an
+interval (through one of their own circuits when the provider supports it), introduce
+themselves through a circuit, agree an end-to-end key with each member the intro point
+forwards them to (ntor to that member's key, certified by the service key for
+self-certifying ids), and meet at a rendezvous point the member chose.  Each step starts
+when the one before ends.  ``callback(peer)`` then gets an address for ``tunnel_data``.
 """
 from __future__ import annotations
 
@@ -18,21 +19,19 @@ from typing import Any
 from twisted.logger import Logger
 
 from ..community import TunnelCommunity, TunnelCommunitySettings, _check_hops
-from ..core.circuits import Circuit, CircuitState
+from ..core.circuits import Circuit
 from ..crypto.service_keys import ServiceKey, parse_service_id
 from ..errors import CircuitNotReady, TunnelError
 from ..settings import MAX_HOPS
-from ..wire.hidden import IntroReply
 from ..wire.relay import RelayCommand
 from .introduction import IntroductionMixin
-from .sessions import SessionMixin
+from .lookups import LookupMixin
+from .rendezvous import RendezvousMixin
+from .sessions import RENDEZVOUS_ATTEMPTS, RETIRE_AFTER, SessionMixin
 from .state import Address, PeerCallback, PendingIntroduction, Registration, Session
 
 INTRODUCE_TIMEOUT = 10.0
 """Seconds an introduction, or a session that is not yet joined, may take."""
-DHT_QUEUE_LIMIT = 32
-"""DHT queries kept while the circuit that carries them is being built (a lookup sends about 3
-at once, then more as answers come in)."""
 
 
 class NoDHTProvider(TunnelError):
@@ -45,7 +44,7 @@ class HiddenTunnelCommunitySettings(TunnelCommunitySettings):
     lookup_interval: float = 30.0
 
 
-class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
+class HiddenTunnelCommunity(IntroductionMixin, RendezvousMixin, SessionMixin, LookupMixin, TunnelCommunity):
     """The sending side: data circuits plus hidden services (``register_service``)."""
 
     settings_class = HiddenTunnelCommunitySettings
@@ -58,13 +57,14 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
         self.pending: dict[bytes, PendingIntroduction] = {}
         self.sessions_by_peer: dict[Address, Session] = {}
         self.sessions_by_circuit: dict[Circuit, Session] = {}
+        self.retiring: dict[Session, float] = {}
+        """Sessions that lost to a twin, and since when (closed :data:`RETIRE_AFTER` seconds later)."""
         self.lost_handlers: list[Callable[[Any, Address], None]] = []
-        self._pending_replies: dict[Session, tuple[Circuit, IntroReply]] = {}
-        """Member side: replies to send once the rendezvous point confirms our circuit."""
         self._dht_client: Any = None
         self._dht_circuit: Circuit | None = None
         self._dht_waiting: list[tuple[bytes, Address]] = []
-        """Queries waiting for ``_dht_circuit`` to become ready (at most :data:`DHT_QUEUE_LIMIT`)."""
+        """Queries waiting for ``_dht_circuit`` to become ready (at most
+        :data:`~tunnels.hidden.lookups.DHT_QUEUE_LIMIT`)."""
         handlers = self.origin.message_handlers
         handlers[RelayCommand.INTRO_ESTABLISHED] = self._on_intro_established
         handlers[RelayCommand.INTRODUCE2] = self._on_introduce2
@@ -99,12 +99,18 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
         registration = self.registrations.pop(service.dht_key, None)
         if registration is None:
             raise ValueError("service is not registered")
+        if registration.retry_call is not None and registration.retry_call.active():
+            registration.retry_call.cancel()
         for request_id in [r for r, p in self.pending.items() if p.registration is registration]:
             del self.pending[request_id]
-        for circuit in list(registration.intro_circuits):
+        for circuit in [*registration.intro_circuits, *registration.stems.values()]:
             self.origin.close(circuit, "unregistered")
         for session in list(registration.sessions):
             self._drop_session(session)
+            if session.circuit is not None:
+                self.origin.close(session.circuit, "unregistered")
+        for session in [s for s in self.retiring if s.registration is registration]:
+            del self.retiring[session]
             if session.circuit is not None:
                 self.origin.close(session.circuit, "unregistered")
 
@@ -153,77 +159,43 @@ class HiddenTunnelCommunity(IntroductionMixin, SessionMixin, TunnelCommunity):
 
     # --- maintenance ----------------------------------------------------------------------
 
+    def _retry_introduction(self, pending: PendingIntroduction) -> None:
+        registration = pending.registration
+        if pending.attempt < RENDEZVOUS_ATTEMPTS and \
+                self.registrations.get(registration.service.dht_key) is registration:
+            self._introduce(registration, pending.intro, pending.attempt + 1)
+
     def tick(self) -> None:
         super().tick()
         if self.registrations:
             self.maintain_services()
 
     def maintain_services(self) -> None:
-        """Keep intro points up, look services up at an interval, expire introductions."""
+        """Keep intro points up, look services up at an interval, expire introductions and
+        rendezvous that take longer than :data:`INTRODUCE_TIMEOUT`."""
         now = self.reactor.seconds()
         for request_id, pending in list(self.pending.items()):
             if now - pending.started > INTRODUCE_TIMEOUT:
                 del self.pending[request_id]
-                self.stats.note("introduce_timeout")
+                if not pending.replies:
+                    # Nobody answered: the intro point, or a relay on the way, is gone; try again
+                    # (another circuit, if ours died).
+                    self.stats.note("introduce_timeout")
+                    self._retry_introduction(pending)
         for session in list(self.sessions_by_peer.values()):
             if not session.established and now - session.started > INTRODUCE_TIMEOUT:
                 self.stats.note("session_join_timeout")
-                self._drop_session(session)
-                if session.circuit is not None:
-                    self.origin.close(session.circuit, "join_timeout")
+                circuit = session.circuit
+                self._give_up(session)
+                if circuit is not None:
+                    self.origin.close(circuit, "join_timeout")
+        self._end_retired(now - RETIRE_AFTER)
         for registration in list(self.registrations.values()):
+            self._close_idle_stems(registration)
             if registration.findable:
                 self._maintain_intro_points(registration)
             if now - registration.last_lookup >= self.lookup_interval:
-                registration.last_lookup = now
-                self._lookup(registration)
-
-    # --- DHT lookups through a circuit ----------------------------------------------------
-
-    def _dht_send(self, data: bytes, address: Address) -> None:
-        """Send a DHT query through our own circuit: the DHT never sees our address.
-
-        While that circuit is being built the query waits (at most :data:`DHT_QUEUE_LIMIT`):
-        the first lookup starts before any circuit exists, and dropping its queries would
-        stall it for a whole query timeout.
-        """
-        circuit = self._dht_circuit
-        if circuit is None or circuit.state is CircuitState.CLOSED:
-            hops = min((r.hops for r in self.registrations.values()), default=1)
-            try:
-                circuit = self._dht_circuit = self.start_circuit(hops, purpose="dht")
-            except TunnelError:
-                self._dht_circuit = None
-            else:
-                circuit.data_sink = self._dht_reply
-                circuit.on_ready.append(self._dht_circuit_settled)
-        if circuit is None or self._dht_client is None:
-            self.stats.drop("dht_query_without_circuit")
-        elif circuit.ready:
-            self._dht_query(circuit, data, address)
-        elif len(self._dht_waiting) >= DHT_QUEUE_LIMIT:
-            self.stats.drop("dht_query_queue_full")
-        else:
-            self._dht_waiting.append((data, address))
-
-    def _dht_circuit_settled(self, circuit: Circuit, error: Exception | None) -> None:
-        """The DHT circuit is ready (send what waited) or closed while building (drop it, counted)."""
-        waiting, self._dht_waiting = self._dht_waiting, []
-        for data, address in waiting:
-            if error is None and self._dht_client is not None:
-                self._dht_query(circuit, data, address)
-            else:
-                self.stats.drop("dht_query_without_circuit")
-
-    def _dht_query(self, circuit: Circuit, data: bytes, address: Address) -> None:
-        try:
-            super().tunnel_data(circuit, address, "data", data)
-        except (TunnelError, ValueError):
-            self.stats.drop("dht_query_unsendable")
-
-    def _dht_reply(self, source: Address, payload: bytes) -> None:
-        if self._dht_client is not None:
-            self._dht_client.datagram_received(payload, source)
+                self._request_lookup(registration)
 
     async def unload(self) -> None:
         """Leave every service, then unload as a :class:`TunnelCommunity`."""

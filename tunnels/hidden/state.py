@@ -10,6 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..core.circuits import Circuit
+from ..core.pathsel import Candidate
 from ..core.reassembly import Reassembly
 from ..crypto.service_keys import ServiceId, ServiceKey, member_id
 from ..wire.fragments import ID_SPACE, new_datagram_id
@@ -33,11 +34,27 @@ class Session:
     started: float = 0.0
     cookie: bytes = b""
     """The single-use rendezvous cookie this session was joined with."""
+    request_id: bytes = b""
+    """The introduction this session answers (a seeker's retry names it, so the member drops it)."""
     intro: Address | None = None
     """Seeker side: the intro point we were introduced through (to retry at once on failure)."""
     attempt: int = 1
+    """Introductions through ``intro`` in a row that led to this session."""
+    point: Candidate | None = None
+    """The rendezvous point."""
+    last_hop: Candidate | None = None
+    """Seeker side: the hop before the rendezvous point (the last hop of the circuit our
+    introduction went through, which the member kept off its half)."""
+    avoid: tuple[bytes, Address | None] = (b"", None)
+    """Member side: the intro point's node id and the seeker's last hop, kept off our half."""
+    builds: int = 0
+    """Circuits built for our half so far (a half that fails is built again at once)."""
     circuit: Circuit | None = None
     established: bool = False
+    inherited: bool = False
+    """Took over the peer address of a connected session with the same member that closed."""
+    retired: Session | None = None
+    """The twin this session lost to (it only delivers what was on its way, for a few seconds)."""
     datagram_id: int = field(default_factory=new_datagram_id)
     """Id of the last datagram we sent the peer (doc/protocol.md 4.1)."""
     reassembly: Reassembly | None = None
@@ -65,8 +82,18 @@ class Registration:
     """Our intro circuits and the certificate each presented (empty for open services)."""
     established: set[Circuit] = field(default_factory=set)
     last_lookup: float = -1e18
+    looking_up: bool = False
+    """A lookup is running."""
+    look_again: bool = False
+    """Look up once more when the running lookup ends (an intro point got established meanwhile)."""
+    empty_lookups: int = 0
+    """Lookups in a row that found no intro point (an unfindable member then looks again soon)."""
+    retry_call: Any = None
+    """The delayed call of that next lookup."""
     introduced: dict[Address, float] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
+    stems: dict[bytes, Circuit] = field(default_factory=dict)
+    """Our halves built ahead up to L, by L's node id (tunnels.hidden.rendezvous)."""
 
     @property
     def findable(self) -> bool:
@@ -88,10 +115,6 @@ class Registration:
         """The member id of whoever introduced itself for this session."""
         return self.member_id if session.initiator else session.member
 
-    def wins_over(self, ours: bytes, theirs: Session) -> bool:
-        """Simultaneous introductions: the session whose initiator has the smaller id survives;
-        a new introduction by the same initiator supersedes its own unjoined attempt."""
-        return not theirs.established and ours <= self.initiator_of(theirs)
 
 
 @dataclass(eq=False)
@@ -104,6 +127,14 @@ class PendingIntroduction:
     started: float
     intro: Address = ("", 0)
     attempt: int = 1
+    last_hop: Candidate | None = None
+    """The last hop of the circuit the introduction went through."""
+    circuit: Circuit | None = None
+    """That circuit."""
+    answered: set[bytes] = field(default_factory=set)
+    """Member ids that answered yes (an intro point passes an introduction to all its members)."""
+    replies: int = 0
+    """Answers of any kind (none by the timeout: the introduction is sent again)."""
 
 
 def _peer_address() -> Address:

@@ -12,6 +12,10 @@ from .relay import decode_address, encode_address
 
 Address = tuple[str, int]
 CERT_SIZE = 32 + 8 + 64
+NO_REQUEST = bytes(8)
+"""``Introduce.supersedes`` when there is no earlier attempt."""
+INTRODUCE_BODY_SIZE = 20 + 8 + 20 + 32 + 8
+"""The body of every form of :class:`Introduce` (the link form is exactly the body)."""
 
 
 def _take(data: bytes, offset: int, size: int) -> tuple[bytes, int]:
@@ -44,7 +48,17 @@ class EstablishIntro:
 
 @dataclass(frozen=True)
 class Introduce:
-    """Seeker -> its last hop (with ``intro``), and last hop -> intro point (without)."""
+    """An introduction, in three forms (doc/hidden-services.md, protocol step 4):
+
+    * INTRODUCE1, seeker -> its last hop L: ``intro`` and ``intro_node_id`` name the intro point;
+    * link INTRODUCE, L -> intro point: the body only;
+    * INTRODUCE2, intro point -> member: the body and ``last_hop``, L's address as the intro
+      point saw it (the member keeps L off its half of the rendezvous).
+
+    The body: ``dht_key`` (20 bytes), ``request_id`` (8), ``seeker_member`` (20), ``client_key``
+    (32, the seeker's ntor key), ``supersedes`` (8: the request id of the seeker's earlier
+    attempt whose rendezvous failed, which the member then drops; zeros for none).
+    """
 
     dht_key: bytes
     request_id: bytes
@@ -52,16 +66,22 @@ class Introduce:
     client_key: bytes
     intro: Address | None = None
     intro_node_id: bytes = b""
+    last_hop: Address | None = None
+    supersedes: bytes = NO_REQUEST
 
     def encode(self) -> bytes:
-        body = self.dht_key + self.request_id + self.seeker_member + self.client_key
+        body = self.dht_key + self.request_id + self.seeker_member + self.client_key + self.supersedes
+        if self.last_hop is not None:
+            body += encode_address(*self.last_hop)
         if self.intro is None:
             return body
         return encode_address(*self.intro) + self.intro_node_id + body
 
     @classmethod
-    def decode(cls, data: bytes, with_intro: bool) -> Introduce:
+    def decode(cls, data: bytes, with_intro: bool, with_last_hop: bool = False) -> Introduce:
+        """Decode INTRODUCE1 (``with_intro``), INTRODUCE2 (``with_last_hop``) or the link form."""
         intro: Address | None = None
+        last_hop: Address | None = None
         node_id = b""
         offset = 0
         if with_intro:
@@ -71,9 +91,12 @@ class Introduce:
         request_id, offset = _take(data, offset, 8)
         seeker, offset = _take(data, offset, 20)
         client_key, offset = _take(data, offset, 32)
+        supersedes, offset = _take(data, offset, 8)
+        if with_last_hop:
+            last_hop, offset = decode_address(data, offset)
         if offset != len(data):
             raise DecodeError("INTRODUCE has trailing bytes")
-        return cls(dht_key, request_id, seeker, client_key, intro, node_id)
+        return cls(dht_key, request_id, seeker, client_key, intro, node_id, last_hop, supersedes)
 
 
 @dataclass(frozen=True)

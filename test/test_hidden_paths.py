@@ -1,0 +1,97 @@
+"""The rules that keep a rendezvous point from ever refusing the splice (pure, no network)."""
+from __future__ import annotations
+
+import random
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tunnels.core.pathsel import Candidate, PeerFlag, select_path
+from tunnels.hidden.rendezvous import (
+    choose_rendezvous_point, member_half_options, same_hop, seeker_half_hops)
+
+RELAY, EXIT = PeerFlag.RELAY | PeerFlag.INTRO, PeerFlag.RELAY | PeerFlag.EXIT
+
+
+def relay(i: int, flags: PeerFlag = RELAY) -> Candidate:
+    return Candidate(("127.0.0.1", 2000 + i), bytes([i]) * 20, bytes([i]) * 32, flags)
+
+
+def meet(view: list[Candidate], hops: int, intro: Candidate, last_hop: Candidate,
+         rng: random.Random) -> tuple[list[Candidate], list[Candidate]] | None:
+    """Both halves as the member and the seeker choose them (None if the member cannot build)."""
+    point = choose_rendezvous_point(view, rng, intro.node_id, last_hop.address)
+    if point is None:
+        return None
+    member_half = None
+    for exclude, penultimate in member_half_options(view, rng, intro.node_id, point, last_hop.address):
+        member_half = select_path(view, hops + 1, False, rng, exclude, point, penultimate)
+        if member_half is not None:
+            break
+    if member_half is None:
+        return None
+    seeker_half = select_path(view, hops + 1, False, rng, frozenset({intro.node_id}), point, last_hop)
+    assert seeker_half is not None
+    return member_half, seeker_half
+
+
+class HalvesTests(SynchronousTestCase):
+    def test_the_point_always_sees_two_neighbours(self) -> None:
+        """On random views, whenever the member can answer, R's neighbours on the two halves differ,
+        R is neither the intro point nor L, and the intro point is on neither half."""
+        rng = random.Random(15)
+        met = 0
+        for _ in range(2000):
+            view = [relay(i, EXIT if rng.random() < 0.25 else RELAY) for i in range(rng.randrange(3, 10))]
+            intro, last_hop = rng.sample(view, 2)
+            hops = rng.randrange(1, 4)
+            halves = meet(view, hops, intro, last_hop, rng)
+            if halves is None:
+                # only when the view has no room: R and the hop next to it besides I and L, and
+                # hops + 1 relays besides I
+                self.assertLess(len(view), max(4, hops + 2))
+                continue
+            member_half, seeker_half = halves
+            met += 1
+            self.assertEqual(member_half[-1], seeker_half[-1])
+            self.assertNotEqual(member_half[-2].address, seeker_half[-2].address)
+            self.assertEqual(seeker_half[-2], last_hop)
+            self.assertNotIn(member_half[-1].node_id, (intro.node_id, last_hop.node_id))
+            self.assertNotIn(intro, member_half + seeker_half)
+            if len(view) >= hops + 3:  # enough relays besides I and L: L is off the whole member half
+                self.assertNotIn(last_hop, member_half)
+        self.assertGreater(met, 1500)
+
+    def test_the_reported_network(self) -> None:
+        """The bench's network (3 relays and 1 exit; members relay nothing), where about 5 of 6
+        splices were refused before: none is now, at 1 and 2 hops a side."""
+        rng = random.Random(6)
+        view = [relay(1), relay(2), relay(3), relay(4, EXIT)]
+        for hops in (1, 2):
+            for _ in range(500):
+                intro = rng.choice(view[:3])  # exits serve no intro points there
+                last_hop = rng.choice([c for c in view if c is not intro])
+                halves = meet(view, hops, intro, last_hop, rng)
+                assert halves is not None
+                self.assertNotEqual(halves[0][-2].address, halves[1][-2].address)
+
+    def test_no_point_without_room(self) -> None:
+        """With only the intro point and L known, nothing can be built: the member says so first."""
+        view = [relay(1), relay(2)]
+        self.assertIsNone(choose_rendezvous_point(view, random.Random(1), view[0].node_id, view[1].address))
+        point = relay(3)
+        options = member_half_options(view + [point], random.Random(1), view[0].node_id, point, view[1].address)
+        self.assertEqual(options, [(frozenset({view[0].node_id, view[1].node_id}), None)])
+
+    def test_loop_when_the_seeker_is_the_point(self) -> None:
+        """A seeker that is R itself builds one hop more with a single hop a side (L never extends
+        back to the hop it came from); otherwise its half has the usual hops + 1."""
+        self.assertEqual([seeker_half_hops(h, True) for h in (1, 2, 3)], [3, 3, 4])
+        self.assertEqual([seeker_half_hops(h, False) for h in (1, 2, 3)], [2, 3, 4])
+
+    def test_same_hop(self) -> None:
+        """One relay by id or by address."""
+        a, b = relay(1), relay(2)
+        self.assertTrue(same_hop(a, a))
+        self.assertTrue(same_hop(Candidate(a.address, b"x" * 20, a.onion_key, RELAY), a))
+        self.assertFalse(same_hop(a, b))
+        self.assertFalse(same_hop(None, a))

@@ -1,0 +1,177 @@
+# -*- test-case-name: test.test_hidden_paths -*-
+"""Rendezvous: where two members meet, and how each chooses its half of the way there.
+
+The member answering an introduction chooses the rendezvous point R and builds its half
+(``hops + 1`` hops ending at R); the seeker builds its half once the member's answer arrives.
+R splices the halves only if they reach it from different neighbours (a relay next to R on
+both halves would see both sides of the connection, and with one hop a side both members'
+addresses).  The halves are chosen so that this never fails, and so that neither member
+learns anything about the other's path it could not learn already (doc/hidden-services.md,
+"Choosing the halves"):
+
+* the seeker's half is ``[stem..., L, R]``: L is the last hop of the circuit the seeker's
+  introduction went through, R the point the member chose;
+* the intro point saw L (L sent it the introduction) and tells the member; the member never
+  chooses R = L and keeps L off its half, off the hop next to R at least.  A dishonest member
+  learns nothing new from L: it chose the intro point, which it may run itself;
+* the seeker starts its half up to L (a stem) as soon as it sends the introduction, and on a
+  yes only lengthens it to R: one handshake after the answer instead of ``hops + 1``;
+* the member may choose the seeker's own node as R (it cannot know it).  The seeker then
+  builds its half as a loop through L back to itself, one hop longer when it has a single
+  hop, so that R's two neighbours still differ and the member sees an ordinary connection.
+
+Paths are chosen from our own view of the network by
+:meth:`~tunnels.community.TunnelCommunity.start_circuit`, the one place where guard and
+vanguard rules apply to every circuit.
+"""
+from __future__ import annotations
+
+import random
+import secrets
+from typing import TYPE_CHECKING
+
+from ..core.circuits import Circuit, CircuitState
+from ..core.origin import PathHop
+from ..core.pathsel import Candidate, PeerFlag
+from ..errors import TunnelError
+from ..wire.relay import RelayCommand
+from .state import Address, Registration, Session
+
+if TYPE_CHECKING:  # the mixin runs inside HiddenTunnelCommunity, a TunnelCommunity
+    from ..community import TunnelCommunity as _Base
+else:
+    _Base = object
+
+HALF_BUILDS = 3
+"""Circuits built in a row for our half of one rendezvous when they fail before reaching R."""
+
+
+def choose_rendezvous_point(candidates: list[Candidate], rng: random.Random, intro_id: bytes,
+                            seeker_last_hop: Address | None) -> Candidate | None:
+    """R: any relay but the intro point and the seeker's last hop L, or None if there is none."""
+    options = [c for c in candidates
+               if PeerFlag.RELAY in c.flags and c.node_id != intro_id and c.address != seeker_last_hop]
+    return rng.choice(options) if options else None
+
+
+def member_half_options(candidates: list[Candidate], rng: random.Random, intro_id: bytes, point: Candidate,
+                        seeker_last_hop: Address | None) -> list[tuple[frozenset[bytes], Candidate | None]]:
+    """What the member's half to R keeps off its path, in order of preference: ``(exclude,
+    penultimate)`` pairs for :func:`~tunnels.core.pathsel.select_path`.
+
+    First L off the whole half (no relay on both halves next to each other's traffic); if our
+    view is too small for that, L off the hop next to R only, by fixing that hop to another
+    relay (neither L, the intro point nor R).  The intro point is never on the half.
+    """
+    near = {c.node_id for c in candidates if c.address == seeker_last_hop}
+    options: list[tuple[frozenset[bytes], Candidate | None]] = [(frozenset({intro_id, *near}), None)]
+    neighbours = [c for c in candidates if PeerFlag.RELAY in c.flags and c.node_id not in (intro_id, point.node_id)
+                  and c.address not in (seeker_last_hop, point.address)]
+    if neighbours:
+        options.append((frozenset({intro_id}), rng.choice(neighbours)))
+    return options
+
+
+def seeker_half_hops(hops: int, point_is_self: bool) -> int:
+    """Hops of the seeker's half: ``hops + 1``, or ``hops + 2`` for a loop back to ourselves with
+    a single hop a side (L never extends a circuit back to the hop it came from)."""
+    return hops + 2 if point_is_self and hops == 1 else hops + 1
+
+
+def same_hop(a: Candidate | None, b: Candidate) -> bool:
+    """Whether ``a`` and ``b`` are one relay (by node id or address)."""
+    return a is not None and (a.node_id == b.node_id or a.address == b.address)
+
+
+class RendezvousMixin(_Base):
+    """Both halves of a rendezvous, for :class:`~tunnels.hidden.community.HiddenTunnelCommunity`."""
+
+    def _start_member_half(self, session: Session) -> bool:
+        """Start our half: to a new R with a fresh cookie the first time, else to the same R (our
+        answer named it); False if our view allows no such half (then nothing was built, and
+        the seeker is told so at once)."""
+        intro_id, last_hop = session.avoid
+        candidates = self.candidates()
+        point = session.point or choose_rendezvous_point(candidates, self.rng, intro_id, last_hop)
+        if point is None:
+            return False
+        hops = session.registration.hops + 1
+        for exclude, penultimate in member_half_options(candidates, self.rng, intro_id, point, last_hop):
+            try:
+                circuit = self.start_circuit(hops, False, last_hop=point, penultimate=penultimate, exclude=exclude,
+                                             purpose="rendezvous")
+                break
+            except TunnelError:
+                continue
+        else:
+            return False
+        if session.point is None:
+            session.point, session.cookie = point, secrets.token_bytes(20)
+        session.builds += 1
+        self._attach(session, self.when_ready(circuit), lambda c: self.origin.send_message(
+            c, RelayCommand.ESTABLISH_RENDEZVOUS, session.cookie))
+        return True
+
+    def _start_seeker_half(self, session: Session) -> None:
+        """Build our half to the member's R, through L (the last hop of our introduction's circuit):
+        by lengthening the stem built while the member answered, or from scratch."""
+        assert session.point is not None and session.last_hop is not None
+        point = session.point
+        stem = self._take_stem(session) if session.builds == 0 else None
+        session.builds += 1
+        if stem is not None:
+            self.stats.note("rendezvous_stem_used")
+            self.origin.lengthen(stem, PathHop(point.address, point.node_id, point.onion_key))
+            d = self.when_ready(stem)
+        else:
+            hops = seeker_half_hops(session.registration.hops, point.node_id == self.my_peer.mid)
+            d = self.create_circuit(hops, False, last_hop=point, penultimate=session.last_hop,
+                                    exclude=frozenset({session.avoid[0]}), purpose="rendezvous")
+        self._attach(session, d, lambda c: self.origin.send_message(c, RelayCommand.JOIN, session.cookie))
+
+    # --- stems: our half built ahead, up to L, while the introduction travels ------------------
+
+    def _prepare_stem(self, registration: Registration, last_hop: Candidate, intro_id: bytes) -> None:
+        """Start building ``hops`` hops ending at L (one stem per L at a time): if a member answers
+        yes, our half is this stem lengthened to its R, one handshake instead of ``hops + 1``."""
+        stem = registration.stems.get(last_hop.node_id)
+        if stem is not None and stem.state is not CircuitState.CLOSED:
+            return
+        try:
+            registration.stems[last_hop.node_id] = self.start_circuit(
+                registration.hops, exit_data=False, last_hop=last_hop, exclude=frozenset({intro_id}),
+                purpose="rendezvous")
+        except TunnelError:
+            registration.stems.pop(last_hop.node_id, None)
+
+    def _take_stem(self, session: Session) -> Circuit | None:
+        """The stem ending at the session's L, if it can carry the half to R: neither R nor the intro
+        point on it, and R is not ourselves (that half is a loop, built apart)."""
+        assert session.point is not None and session.last_hop is not None
+        registration, point = session.registration, session.point
+        stem = registration.stems.get(session.last_hop.node_id)
+        if stem is None or stem.state is CircuitState.CLOSED or point.node_id == self.my_peer.mid or any(
+                hop.node_id in (point.node_id, session.avoid[0]) or hop.address == point.address for hop in stem.path):
+            return None
+        del registration.stems[session.last_hop.node_id]
+        return stem
+
+    def _close_idle_stems(self, registration: Registration) -> None:
+        """Stems whose L no pending introduction of ours went through: no answer can use them."""
+        waiting = {p.last_hop.node_id for p in self.pending.values()
+                   if p.registration is registration and p.last_hop is not None}
+        for node_id, stem in list(registration.stems.items()):
+            if stem.state is CircuitState.CLOSED or node_id not in waiting:
+                del registration.stems[node_id]
+                self.origin.close(stem, "unused_stem")
+
+    def _rebuild_half(self, session: Session) -> bool:
+        """Our half failed before it reached R: build it again at once, to the same R with the
+        same cookie (the other half may be waiting there).  False when we give up."""
+        if session.builds >= HALF_BUILDS or session not in session.registration.sessions:
+            return False
+        self.stats.note("rendezvous_half_rebuilt")
+        if session.initiator:
+            self._start_seeker_half(session)
+            return True
+        return self._start_member_half(session)
