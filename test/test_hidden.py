@@ -231,7 +231,7 @@ class HostileHiddenTests(HiddenNetworkCase):
         waited = rendezvous.stats.events["join_waiting"]  # the real seeker's JOIN may have come first
         community.origin.send_message(forged, RelayCommand.JOIN, secrets.token_bytes(20))
         await wait_for(lambda: rendezvous.stats.events["join_waiting"] == waited + 1, 10)
-        self.assertEqual(len(rendezvous.hidden_relay.joins), 1)
+        self.assertEqual(len(rendezvous.hidden_relay.point.joins), 1)
         self.assertEqual(rendezvous.stats.events["rendezvous_joined"], 1)
         a.send(a.peers[0], b"still connected")
         try:

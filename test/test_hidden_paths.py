@@ -16,39 +16,47 @@ def relay(i: int, flags: PeerFlag = RELAY) -> Candidate:
     return Candidate(("127.0.0.1", 2000 + i), bytes([i]) * 20, bytes([i]) * 32, flags)
 
 
-def meet(view: list[Candidate], hops: int, intro: Candidate, last_hop: Candidate,
-         rng: random.Random) -> tuple[list[Candidate], list[Candidate]] | None:
-    """Both halves as the member and the seeker choose them (None if the member cannot build)."""
+def meet(view: list[Candidate], hops: int, intro: Candidate, last_hop: Candidate, rng: random.Random,
+         guards: tuple[list[Candidate], list[Candidate]] | None = None) -> tuple[list[Candidate], list[Candidate]] | None:
+    """Both halves as the member and the seeker choose them, with their entry guards if given (None
+    if the member cannot build)."""
+    member_guards, seeker_guards = guards or (None, None)
     point = choose_rendezvous_point(view, rng, intro.node_id, last_hop.address)
     if point is None:
         return None
     member_half = None
-    for exclude, penultimate in member_half_options(view, rng, intro.node_id, point, last_hop.address):
-        member_half = select_path(view, hops + 1, False, rng, exclude, point, penultimate)
+    for exclude, penultimate in member_half_options(view, rng, intro.node_id, point, last_hop.address, hops + 1):
+        member_half = select_path(view, hops + 1, False, rng, exclude, point, member_guards, penultimate=penultimate)
         if member_half is not None:
             break
     if member_half is None:
         return None
-    seeker_half = select_path(view, hops + 1, False, rng, frozenset({intro.node_id}), point, last_hop)
-    assert seeker_half is not None
+    seeker_half = select_path(view, hops + 1, False, rng, frozenset({intro.node_id}), point, seeker_guards,
+                              penultimate=last_hop)
+    if seeker_half is None:  # only when each of the seeker's guards is I, L or R
+        assert seeker_guards and hops > 1 and all(g in (intro, last_hop, point) for g in seeker_guards)
+        return None
     return member_half, seeker_half
 
 
 class HalvesTests(SynchronousTestCase):
     def test_the_point_always_sees_two_neighbours(self) -> None:
-        """On random views, whenever the member can answer, R's neighbours on the two halves differ,
-        R is neither the intro point nor L, and the intro point is on neither half."""
+        """On random views, with and without entry guards, whenever the member can answer: R's
+        neighbours on the two halves differ, R is neither the intro point nor L, the intro point is
+        on neither half, each half starts at one of its member's guards (the seeker's, with one
+        hop a side, at L), and L is off the member's whole half when the view has room."""
         rng = random.Random(15)
         met = 0
-        for _ in range(2000):
+        for trial in range(3000):
             view = [relay(i, EXIT if rng.random() < 0.25 else RELAY) for i in range(rng.randrange(3, 10))]
             intro, last_hop = rng.sample(view, 2)
             hops = rng.randrange(1, 4)
-            halves = meet(view, hops, intro, last_hop, rng)
+            guards = (rng.sample(view, min(3, len(view))), rng.sample(view, min(3, len(view)))) if trial % 2 else None
+            halves = meet(view, hops, intro, last_hop, rng, guards)
             if halves is None:
                 # only when the view has no room: R and the hop next to it besides I and L, and
-                # hops + 1 relays besides I
-                self.assertLess(len(view), max(4, hops + 2))
+                # hops + 1 relays besides I; or no guard fits besides I, L and R
+                self.assertTrue(len(view) < max(4, hops + 2) or guards is not None, (len(view), hops))
                 continue
             member_half, seeker_half = halves
             met += 1
@@ -57,9 +65,12 @@ class HalvesTests(SynchronousTestCase):
             self.assertEqual(seeker_half[-2], last_hop)
             self.assertNotIn(member_half[-1].node_id, (intro.node_id, last_hop.node_id))
             self.assertNotIn(intro, member_half + seeker_half)
-            if len(view) >= hops + 3:  # enough relays besides I and L: L is off the whole member half
+            if guards:
+                self.assertIn(member_half[0], guards[0])
+                self.assertIn(seeker_half[0], guards[1] if hops > 1 else [last_hop])
+            if len(view) >= hops + 3 and not guards:  # room besides I and L: L is off the whole member half
                 self.assertNotIn(last_hop, member_half)
-        self.assertGreater(met, 1500)
+        self.assertGreater(met, 2000)
 
     def test_the_reported_network(self) -> None:
         """The bench's network (3 relays and 1 exit; members relay nothing), where about 5 of 6
@@ -75,12 +86,19 @@ class HalvesTests(SynchronousTestCase):
                 self.assertNotEqual(halves[0][-2].address, halves[1][-2].address)
 
     def test_no_point_without_room(self) -> None:
-        """With only the intro point and L known, nothing can be built: the member says so first."""
+        """With only the intro point and L known, nothing can be built: the member says so first.
+        The fallback (L off the hop next to R only) exists for halves of three hops or more."""
         view = [relay(1), relay(2)]
         self.assertIsNone(choose_rendezvous_point(view, random.Random(1), view[0].node_id, view[1].address))
         point = relay(3)
-        options = member_half_options(view + [point], random.Random(1), view[0].node_id, point, view[1].address)
-        self.assertEqual(options, [(frozenset({view[0].node_id, view[1].node_id}), None)])
+        for hops in (2, 3):
+            options = member_half_options(view + [point], random.Random(1), view[0].node_id, point, view[1].address,
+                                          hops)
+            self.assertEqual(options, [(frozenset({view[0].node_id, view[1].node_id}), None)])
+        more = view + [point, relay(4)]
+        self.assertEqual(len(member_half_options(more, random.Random(1), view[0].node_id, point, view[1].address, 2)), 1)
+        self.assertEqual(member_half_options(more, random.Random(1), view[0].node_id, point, view[1].address, 3)[1],
+                         (frozenset({view[0].node_id}), more[-1]))
 
     def test_loop_when_the_seeker_is_the_point(self) -> None:
         """A seeker that is R itself builds one hop more with a single hop a side (L never extends

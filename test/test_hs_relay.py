@@ -9,7 +9,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tunnels.core.hs_relay import JOIN_WAIT, MAX_PER_SERVICE, HiddenRelay
+from tunnels.core.hs_relay import MAX_PER_SERVICE, HiddenRelay
+from tunnels.core.rendezvous_point import JOIN_WAIT
 from tunnels.crypto.service_keys import member_id
 from tunnels.stats import Stats
 from tunnels.wire.cells import CellType
@@ -40,6 +41,7 @@ class FakeRelay:
         self.sent: list[tuple[Address, bytes]] = []
         self.destroyed: list[Any] = []
         self.hidden: HiddenRelay | None = None
+        self.source_key = lambda address: address[0]
 
     def circuit(self, prev: Address) -> FakeCircuit:
         circuit = FakeCircuit(prev)
@@ -195,21 +197,27 @@ class IntroPointTests(HiddenRelayCase):
 
 
 class RendezvousPointTests(HiddenRelayCase):
+    def establish(self, circuit: Any, cookie: bytes) -> None:
+        self.hidden.on_message(circuit, RelayCommand.ESTABLISH_RENDEZVOUS, cookie)
+
+    def join(self, circuit: Any, cookie: bytes) -> None:
+        self.hidden.on_message(circuit, RelayCommand.JOIN, cookie)
+
     def halves(self, member_prev: Address = ("127.0.0.1", 1),
                seeker_prev: Address = ("127.0.0.1", 2)) -> tuple[Any, Any]:
         return self.relay.circuit(member_prev), self.relay.circuit(seeker_prev)
 
     def spliced(self, member: Any, seeker: Any) -> bool:
         joined = {c for c, _ in self.commands(RelayCommand.JOINED)}
-        return self.hidden.spliced.get(member) is seeker and joined == {member, seeker}
+        return self.hidden.point.spliced.get(member) is seeker and joined == {member, seeker}
 
     def test_member_first(self) -> None:
         """The member's half waits; the seeker's JOIN splices."""
         member, seeker = self.halves()
         cookie = secrets.token_bytes(20)
-        self.hidden.establish_rendezvous(member, cookie)
+        self.establish(member, cookie)
         self.assertEqual([c for c, _ in self.commands(RelayCommand.RENDEZVOUS_ESTABLISHED)], [member])
-        self.hidden.join(seeker, cookie)
+        self.join(seeker, cookie)
         self.assertTrue(self.spliced(member, seeker))
 
     def test_seeker_first(self) -> None:
@@ -217,12 +225,12 @@ class RendezvousPointTests(HiddenRelayCase):
         spliced when the member's half arrives."""
         member, seeker = self.halves()
         cookie = secrets.token_bytes(20)
-        self.hidden.join(seeker, cookie)
+        self.join(seeker, cookie)
         self.assertEqual(self.relay.stats.events["join_waiting"], 1)
         self.assertEqual(self.relay.destroyed, [])
         self.clock.advance(JOIN_WAIT - 1)
         self.hidden.sweep()
-        self.hidden.establish_rendezvous(member, cookie)
+        self.establish(member, cookie)
         self.assertTrue(self.spliced(member, seeker))
         self.assertEqual(self.commands(RelayCommand.RENDEZVOUS_ESTABLISHED), [])
 
@@ -230,7 +238,7 @@ class RendezvousPointTests(HiddenRelayCase):
         """A JOIN nobody answers is destroyed after JOIN_WAIT seconds and counted; its cookie is then
         free for nobody (the table is empty)."""
         _, seeker = self.halves()
-        self.hidden.join(seeker, secrets.token_bytes(20))
+        self.join(seeker, secrets.token_bytes(20))
         self.clock.advance(JOIN_WAIT / 2)
         self.hidden.sweep()
         self.assertEqual(self.relay.destroyed, [])
@@ -238,17 +246,17 @@ class RendezvousPointTests(HiddenRelayCase):
         self.hidden.sweep()
         self.assertEqual(self.relay.destroyed, [seeker])
         self.assertEqual(self.relay.stats.drops["join_unknown_cookie"], 1)
-        self.assertEqual((self.hidden.joins, self.hidden.cookie_of), ({}, {}))
+        self.assertEqual((self.hidden.point.joins, self.hidden.point.cookie_of), ({}, {}))
 
     def test_spent_cookie_refused_at_once(self) -> None:
         """A cookie used once is refused at once in JOIN and in ESTABLISH_RENDEZVOUS."""
         member, seeker = self.halves()
         cookie = secrets.token_bytes(20)
-        self.hidden.establish_rendezvous(member, cookie)
-        self.hidden.join(seeker, cookie)
+        self.establish(member, cookie)
+        self.join(seeker, cookie)
         again, also = self.halves(("127.0.0.1", 3), ("127.0.0.1", 4))
-        self.hidden.join(again, cookie)
-        self.hidden.establish_rendezvous(also, cookie)
+        self.join(again, cookie)
+        self.establish(also, cookie)
         self.assertEqual(self.relay.destroyed, [again, also])
         self.assertEqual(self.relay.stats.drops["join_reused_cookie"], 1)
         self.assertEqual(self.relay.stats.events["rendezvous_refused_unusable"], 1)
@@ -258,10 +266,10 @@ class RendezvousPointTests(HiddenRelayCase):
         member, seeker = self.halves()
         other = self.relay.circuit(("127.0.0.1", 3))
         cookie = secrets.token_bytes(20)
-        self.hidden.join(seeker, cookie)
-        self.hidden.join(other, cookie)
+        self.join(seeker, cookie)
+        self.join(other, cookie)
         self.assertEqual(self.relay.destroyed, [other])
-        self.hidden.establish_rendezvous(member, cookie)
+        self.establish(member, cookie)
         self.assertTrue(self.spliced(member, seeker))
 
     def test_same_neighbour_still_refused(self) -> None:
@@ -270,19 +278,19 @@ class RendezvousPointTests(HiddenRelayCase):
         for member_first in (True, False):
             member, seeker = self.halves(("127.0.0.1", 5), ("127.0.0.1", 5))
             cookie = secrets.token_bytes(20)
-            steps = [(self.hidden.establish_rendezvous, member), (self.hidden.join, seeker)]
+            steps = [(self.establish, member), (self.join, seeker)]
             for step, circuit in steps if member_first else reversed(steps):
                 step(circuit, cookie)
             self.assertIn(member, self.relay.destroyed)
             self.assertIn(seeker, self.relay.destroyed)
         self.assertEqual(self.relay.stats.events["join_refused_same_neighbour"], 2)
-        self.assertEqual(self.hidden.spliced, {})
+        self.assertEqual(self.hidden.point.spliced, {})
 
     def test_closing_half_forgets_its_cookie(self) -> None:
         """A waiting half that closes leaves nothing behind."""
         member, seeker = self.halves()
-        self.hidden.establish_rendezvous(member, secrets.token_bytes(20))
-        self.hidden.join(seeker, secrets.token_bytes(20))
+        self.establish(member, secrets.token_bytes(20))
+        self.join(seeker, secrets.token_bytes(20))
         self.relay.destroy(member, "gone")
         self.relay.destroy(seeker, "gone")
-        self.assertEqual((self.hidden.rendezvous, self.hidden.joins, self.hidden.cookie_of), ({}, {}, {}))
+        self.assertEqual((self.hidden.point.rendezvous, self.hidden.point.joins, self.hidden.point.cookie_of), ({}, {}, {}))

@@ -62,7 +62,7 @@ class PathTests(SynchronousTestCase):
         for hops in (2, 3, 4):
             for _ in range(100):
                 last, before = rng.sample([*view, outside], 2)
-                path = select_path(view, hops, False, rng, frozenset({view[0].node_id}), last, before)
+                path = select_path(view, hops, False, rng, frozenset({view[0].node_id}), last, penultimate=before)
                 assert path is not None
                 self.assertEqual(len(path), hops)
                 self.assertEqual(path[-2:], [before, last])

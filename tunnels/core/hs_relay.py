@@ -1,6 +1,7 @@
 # -*- test-case-name: test.test_hidden -*-
 """What any relay does for hidden services: be an introduction point, pass introductions
-on as a seeker's last hop, and splice circuits as a rendezvous point.
+on as a seeker's last hop, and splice circuits as a rendezvous point (that duty in
+:mod:`tunnels.core.rendezvous_point`).
 
 Flow (doc/hidden-services.md): seeker --INTRODUCE1--> its last hop L --link INTRODUCE-->
 intro point I --INTRODUCE2--> member; member --INTRO_REPLY--> I --link INTRODUCE_ACK--> L
@@ -28,6 +29,7 @@ from ..wire.cells import CellType, frame
 from ..wire.relay import RelayCommand
 from ..crypto.service_keys import member_id, verify_record
 from ..wire.hidden import INTRODUCE_BODY_SIZE, EstablishIntro, Introduce, IntroReply
+from .rendezvous_point import RendezvousPoint
 
 if TYPE_CHECKING:
     from .circuits import JoinedCircuit
@@ -49,9 +51,6 @@ ANSWER_RATE, ANSWER_BURST = 25.0, 50.0
 unauthenticated, so its answer must be budgeted (DESIGN.md property 14)."""
 ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL = 100.0, 200.0
 """INTRODUCE_ACKs per second (and burst) from this node."""
-JOIN_WAIT = 10.0
-"""Seconds a seeker's half may wait here for the member's."""
-MAX_USED = 4096
 STATUS_UNKNOWN_SERVICE = 1
 
 
@@ -87,14 +86,8 @@ class HiddenRelay:
         self.intro_of: dict[JoinedCircuit, bytes] = {}
         self.round_robin: dict[bytes, int] = {}
         self.announced: dict[bytes, float] = {}
-        self.rendezvous: dict[bytes, JoinedCircuit] = {}
-        """Members' halves waiting for the seeker, by cookie."""
-        self.joins: OrderedDict[bytes, tuple[JoinedCircuit, float]] = OrderedDict()
-        """Seekers' halves waiting for the member (and since when), by cookie."""
-        self.used: OrderedDict[bytes, None] = OrderedDict()
-        """The last :data:`MAX_USED` cookies spent (a replay is refused at once)."""
-        self.cookie_of: dict[JoinedCircuit, bytes] = {}
-        self.spliced: dict[JoinedCircuit, JoinedCircuit] = {}
+        self.point = RendezvousPoint(relay, self.busy)
+        """Our duty as rendezvous point."""
         self.confirming: dict[bytes, list[JoinedCircuit]] = {}
         """Registrations waiting for the announcement of their key to finish."""
         self.at_last_hop: OrderedDict[bytes, PassedOn] = OrderedDict()
@@ -103,14 +96,15 @@ class HiddenRelay:
         """Introductions we passed on as intro point, by request id."""
         self.intro_rate = KeyedTokenBuckets(INTRO_RATE, INTRO_BURST, max_keys=MAX_SERVICES)
         self.answers = AnswerBudget(ANSWER_RATE, ANSWER_BURST, ANSWER_RATE_TOTAL, ANSWER_BURST_TOTAL)
-        """One token per link INTRODUCE we act on: each draws at most one INTRODUCE_ACK (one cell)."""
+        """One token per link INTRODUCE we act on: from an unverified source each draws at most one
+        INTRODUCE_ACK (one cell); a verified neighbour gets one per member it reached."""
 
     def now(self) -> float:
         return float(self.relay.clock.seconds())
 
     def busy(self, circuit: JoinedCircuit) -> bool:
         """Whether the circuit already has a hidden-service role here."""
-        return circuit in self.intro_of or circuit in self.cookie_of or circuit in self.spliced
+        return circuit in self.intro_of or self.point.holds(circuit)
 
     # --- relay messages at the end of a circuit ---------------------------------------------
 
@@ -118,11 +112,7 @@ class HiddenRelay:
         """Dispatch a hidden-service relay message addressed to us."""
         try:
             if command == RelayCommand.E2E:
-                partner = self.spliced.get(circuit)
-                if partner is None:
-                    self.stats.drop("e2e_not_spliced")
-                else:
-                    self.relay.reply_data(partner, RelayCommand.E2E, data)
+                self.point.e2e(circuit, data)
             elif command == RelayCommand.ESTABLISH_INTRO:
                 self.establish_intro(circuit, EstablishIntro.decode(data))
             elif command == RelayCommand.INTRODUCE1:
@@ -130,9 +120,9 @@ class HiddenRelay:
             elif command == RelayCommand.INTRO_REPLY:
                 self.reply_as_intro(circuit, data)
             elif command == RelayCommand.ESTABLISH_RENDEZVOUS:
-                self.establish_rendezvous(circuit, data)
+                self.point.establish(circuit, data)
             elif command == RelayCommand.JOIN:
-                self.join(circuit, data)
+                self.point.join(circuit, data, self.now())
         except DecodeError:
             self.stats.drop("malformed_hidden_message")
 
@@ -309,62 +299,6 @@ class HiddenRelay:
         if pending.circuit in self.relay.joined:
             self.relay.reply(pending.circuit, RelayCommand.INTRODUCE_ACK, reply.encode())
 
-    def establish_rendezvous(self, circuit: JoinedCircuit, cookie: bytes) -> None:
-        """The member's half arrives with ``cookie`` (single use): spliced at once if the seeker's
-        half waits here already, else it waits for the seeker's JOIN."""
-        if len(cookie) != 20 or cookie in self.rendezvous or cookie in self.used or self.busy(circuit) \
-                or len(self.rendezvous) >= MAX_PENDING:
-            self.stats.note("rendezvous_refused_unusable")
-            self.relay.destroy(circuit, "rendezvous_refused")
-            return
-        waiting = self.joins.pop(cookie, None)
-        if waiting is not None:
-            del self.cookie_of[waiting[0]]
-            self.splice(circuit, waiting[0], cookie)
-            return
-        self.rendezvous[cookie] = circuit
-        self.cookie_of[circuit] = cookie
-        self.relay.reply(circuit, RelayCommand.RENDEZVOUS_ESTABLISHED, b"")
-
-    def join(self, circuit: JoinedCircuit, cookie: bytes) -> None:
-        """The seeker's half presents the cookie: spliced to the member's half if it is here,
-        else held for at most :data:`JOIN_WAIT` seconds (the member answers as soon as it starts
-        its half, so the seeker's may arrive first).  A cookie used before is refused at once."""
-        member = self.rendezvous.pop(cookie, None) if not self.busy(circuit) else None
-        if member is not None:
-            del self.cookie_of[member]
-            self.splice(member, circuit, cookie)
-            return
-        if self.busy(circuit) or len(cookie) != 20 or cookie in self.joins:
-            self.stats.drop("join_unknown_cookie")
-        elif cookie in self.used:
-            self.stats.drop("join_reused_cookie")
-        elif len(self.joins) >= MAX_PENDING:
-            self.stats.drop("join_refused_full")
-        else:
-            self.joins[cookie] = (circuit, self.now())
-            self.cookie_of[circuit] = cookie
-            self.stats.note("join_waiting")
-            return
-        self.relay.destroy(circuit, "bad_cookie")
-
-    def splice(self, member: JoinedCircuit, seeker: JoinedCircuit, cookie: bytes) -> None:
-        """Join the two halves (refused if both come from the same neighbour, which would then
-        see both sides of the connection next to each other); the cookie is spent."""
-        self.used[cookie] = None
-        if len(self.used) > MAX_USED:
-            self.used.popitem(last=False)
-        if member.prev_address == seeker.prev_address:
-            self.stats.note("join_refused_same_neighbour")
-            self.relay.destroy(seeker, "same_neighbour")
-            self.relay.destroy(member, "same_neighbour")
-            return
-        self.spliced[seeker] = member
-        self.spliced[member] = seeker
-        self.stats.note("rendezvous_joined")
-        self.relay.reply(member, RelayCommand.JOINED, b"")
-        self.relay.reply(seeker, RelayCommand.JOINED, b"")
-
     # --- housekeeping ------------------------------------------------------------------------
 
     def forget(self, circuit: JoinedCircuit) -> None:
@@ -378,16 +312,7 @@ class HiddenRelay:
                 self.intros.pop(dht_key, None)
                 self.announced.pop(dht_key, None)
                 self.round_robin.pop(dht_key, None)
-        cookie = self.cookie_of.pop(circuit, None)
-        if cookie is not None:
-            if self.rendezvous.get(cookie) is circuit:
-                del self.rendezvous[cookie]
-            if self.joins.get(cookie, (None,))[0] is circuit:
-                del self.joins[cookie]
-        partner = self.spliced.pop(circuit, None)
-        if partner is not None:
-            self.spliced.pop(partner, None)
-            self.relay.destroy(partner, "partner_closed")
+        self.point.forget(circuit)
 
     def sweep(self) -> None:
         """Expire pending introductions and refresh DHT announcements."""
@@ -396,11 +321,7 @@ class HiddenRelay:
             self.at_last_hop.popitem(last=False)
         while self.at_intro and now - next(iter(self.at_intro.values())).when > PENDING_TIMEOUT:
             self.at_intro.popitem(last=False)
-        while self.joins and now - next(iter(self.joins.values()))[1] > JOIN_WAIT:
-            cookie, (circuit, _) = self.joins.popitem(last=False)
-            del self.cookie_of[circuit]
-            self.stats.drop("join_unknown_cookie")
-            self.relay.destroy(circuit, "bad_cookie")
+        self.point.sweep(now)
         for dht_key, when in list(self.announced.items()):
             if now - when > ANNOUNCE_INTERVAL:
                 self.announce(dht_key)

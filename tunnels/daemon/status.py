@@ -180,8 +180,8 @@ def _hidden(community: Any) -> dict[str, Any]:
     relay = community.hidden_relay
     hidden: dict[str, Any] = {
         "serving_intro_points": len(relay.intro_of),
-        "serving_rendezvous_waiting": len(relay.rendezvous) + len(relay.joins),
-        "serving_rendezvous_spliced": len(relay.spliced) // 2,
+        "serving_rendezvous_waiting": len(relay.point.rendezvous) + len(relay.point.joins),
+        "serving_rendezvous_spliced": len(relay.point.spliced) // 2,
     }
     registrations = getattr(community, "registrations", None)
     if registrations is not None:

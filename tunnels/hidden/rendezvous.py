@@ -55,19 +55,20 @@ def choose_rendezvous_point(candidates: list[Candidate], rng: random.Random, int
 
 
 def member_half_options(candidates: list[Candidate], rng: random.Random, intro_id: bytes, point: Candidate,
-                        seeker_last_hop: Address | None) -> list[tuple[frozenset[bytes], Candidate | None]]:
-    """What the member's half to R keeps off its path, in order of preference: ``(exclude,
-    penultimate)`` pairs for :func:`~tunnels.core.pathsel.select_path`.
+                        seeker_last_hop: Address | None, hops: int) -> list[tuple[frozenset[bytes], Candidate | None]]:
+    """What the member's half of ``hops`` hops to R keeps off its path, in order of preference:
+    ``(exclude, penultimate)`` pairs for :func:`~tunnels.core.pathsel.select_path`.
 
-    First L off the whole half (no relay on both halves next to each other's traffic); if our
-    view is too small for that, L off the hop next to R only, by fixing that hop to another
-    relay (neither L, the intro point nor R).  The intro point is never on the half.
+    First L off the whole half (no relay on both halves); if our view is too small for that, and
+    the half has a first hop of its own (three hops or more, so that it still starts at a guard),
+    L off the hop next to R only, by fixing that hop to another relay (neither L, the intro point
+    nor R).  With two hops the two are the same requirement.  The intro point is never on the half.
     """
     near = {c.node_id for c in candidates if c.address == seeker_last_hop}
     options: list[tuple[frozenset[bytes], Candidate | None]] = [(frozenset({intro_id, *near}), None)]
     neighbours = [c for c in candidates if PeerFlag.RELAY in c.flags and c.node_id not in (intro_id, point.node_id)
                   and c.address not in (seeker_last_hop, point.address)]
-    if neighbours:
+    if neighbours and hops > 2:
         options.append((frozenset({intro_id}), rng.choice(neighbours)))
     return options
 
@@ -96,7 +97,7 @@ class RendezvousMixin(_Base):
         if point is None:
             return False
         hops = session.registration.hops + 1
-        for exclude, penultimate in member_half_options(candidates, self.rng, intro_id, point, last_hop):
+        for exclude, penultimate in member_half_options(candidates, self.rng, intro_id, point, last_hop, hops):
             try:
                 circuit = self.start_circuit(hops, False, last_hop=point, penultimate=penultimate, exclude=exclude,
                                              purpose="rendezvous")
