@@ -4,10 +4,10 @@ real BEP 5 node of a local mainline DHT, real UDP between all of them.
 
 One control command, ``swarm``, starts a fresh network, lets every member register at once and
 returns, for every pair of members, the time until both had their callback for the other
-(bench/scenarios/hs_swarm.py).  Settings: every node on 127.0.0.1 is one source address, so
-the per-source limits of relays are lifted (as in test/test_hidden_setup.py); IPv8's peer cap
-(30) is raised so that, as in every local network, each node knows all the others; lookups
-are an hour apart, so nothing in the setup can wait for one.
+(bench/scenarios/hs_swarm.py).  Settings: the defaults (a test network counts each node as its
+own source for relays' per-source limits), IPv8's peer cap (30) raised so that, as in every
+local network, each node knows all the others, and lookups an hour apart, so nothing in the
+setup can wait for one.
 """
 import asyncio
 import os
@@ -22,8 +22,7 @@ from tunnels.hidden.community import HiddenTunnelCommunity  # noqa: E402
 from tunnels.settings import TunnelSettings  # noqa: E402
 from tunnels.testnet import LocalNetwork  # noqa: E402
 
-SETTINGS = TunnelSettings(max_joined_share=1.0, create_rate=1e6, create_burst=10 ** 6, max_circuits=4,
-                          max_joined_circuits=1000)
+SETTINGS = TunnelSettings()
 EVENTS = ("dht_lookups", "introductions_sent", "introduce_timeout", "rendezvous_joined", "hs_duplicate_session",
           "rendezvous_retried", "rendezvous_half_rebuilt", "session_join_timeout", "join_refused_same_neighbour",
           "hs_peers_connected", "hs_peers_lost")

@@ -74,16 +74,33 @@ class HalvesTests(SynchronousTestCase):
 
     def test_the_reported_network(self) -> None:
         """The bench's network (3 relays and 1 exit; members relay nothing), where about 5 of 6
-        splices were refused before: none is now, at 1 and 2 hops a side."""
+        splices were refused before: none is now, at 1 and 2 hops a side, without and with entry
+        guards on both sides (there, with 2 hops a side, only L a relay and R the exit work: the
+        seeker's L is a relay and R is an exit when so few relays are left)."""
         rng = random.Random(6)
         view = [relay(1), relay(2), relay(3), relay(4, EXIT)]
-        for hops in (1, 2):
-            for _ in range(500):
-                intro = rng.choice(view[:3])  # exits serve no intro points there
-                last_hop = rng.choice([c for c in view if c is not intro])
-                halves = meet(view, hops, intro, last_hop, rng)
-                assert halves is not None
-                self.assertNotEqual(halves[0][-2].address, halves[1][-2].address)
+        for guarded in (False, True):
+            for hops in (1, 2):
+                for _ in range(300):
+                    intro = rng.choice(view[:3])  # exits serve no intro points there
+                    others = [c for c in view if c is not intro]
+                    # as _new_seek_circuit chooses it (a relay, not an exit), or a data circuit's exit at 1 hop
+                    last_hop = rng.choice([c for c in others if PeerFlag.EXIT not in c.flags] if hops > 1 else others)
+                    guards = (rng.sample(view[:3], 3), rng.sample(view[:3], 3)) if guarded else None
+                    halves = meet(view, hops, intro, last_hop, rng, guards)
+                    assert halves is not None, (guarded, hops)
+                    self.assertNotEqual(halves[0][-2].address, halves[1][-2].address)
+
+    def test_point_is_an_exit_when_few_relays_are_left(self) -> None:
+        """With at most N_PRIMARY relays left besides I and L (all possibly the seeker's guards), R is
+        an exit if one is left; with more, any relay."""
+        rng = random.Random(9)
+        small = [relay(1), relay(2), relay(3), relay(4), relay(5), relay(9, EXIT)]
+        picks = {choose_rendezvous_point(small, rng, small[0].node_id, small[1].address) for _ in range(50)}
+        self.assertEqual(picks, {small[-1]})
+        large = small + [relay(6), relay(7)]
+        picks = {choose_rendezvous_point(large, rng, large[0].node_id, large[1].address) for _ in range(200)}
+        self.assertEqual(picks, set(large[2:]))
 
     def test_no_point_without_room(self) -> None:
         """With only the intro point and L known, nothing can be built: the member says so first.

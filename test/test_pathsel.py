@@ -77,3 +77,16 @@ class PathTests(SynchronousTestCase):
         for hops, last, before in ((1, view[0], view[1]), (2, None, view[1]), (2, view[0], view[0])):
             with self.assertRaises(ValueError):
                 select_path(view, hops, False, random.Random(1), last=last, penultimate=before)
+
+    def test_excluded_hops_are_never_vanguards(self) -> None:
+        """``exclude`` keeps a hop off the whole path, the vanguard position included (a hidden
+        service's half keeps the seeker's last hop away from the rendezvous point that way)."""
+        rng = random.Random(3)
+        view = [peer(i, f"10.{i}.0.1", RELAY) for i in range(8)]
+        for _ in range(200):
+            guard, banned, last = rng.sample(view, 3)
+            layer2 = [banned, *rng.sample([c for c in view if c not in (guard, banned, last)], 2)]
+            path = select_path(view, 3, False, rng, frozenset({banned.node_id}), last, [guard], layer2)
+            assert path is not None
+            self.assertNotIn(banned, path)
+            self.assertIn(path[1], layer2[1:])

@@ -84,9 +84,10 @@ def select_path(candidates: list[Candidate], hops: int, need_exit: bool, rng: ra
     pool = [c for c in candidates if c.node_id not in exclude and c.node_id not in {c.node_id for c in fixed}]
     relays = [c for c in pool if PeerFlag.RELAY in c.flags]
     exits = [c for c in pool if PeerFlag.EXIT in c.flags]
+    allowed = {c.node_id for c in pool}
+    layer2 = [c for c in layer2 if c.node_id in allowed]  # excluded and fixed hops are never vanguards here
     first = None
     if hops > max(1, len(fixed)) and guards is not None:
-        allowed = {c.node_id for c in pool}
         for guard in (g for g in guards if g.node_id in allowed):  # the best guard a last hop fits
             end = last or _pick(exits if need_exit else relays, [guard], rng)
             if end is not None and all(guard.address != c.address for c in (end, penultimate) if c is not None):

@@ -87,8 +87,9 @@ class HiddenTunnelCommunity(IntroductionMixin, RendezvousMixin, SessionMixin, Lo
             raise NoDHTProvider("register_service needs a dht_provider (set community.dht_provider first)")
         if service.dht_key in self.registrations:
             raise ValueError("service already registered; unregister_service it first")
-        self.registrations[service.dht_key] = Registration(service_id, service, key, hops, callback)
+        registration = self.registrations[service.dht_key] = Registration(service_id, service, key, hops, callback)
         self.build_tunnels(hops)
+        self._prepare_seeking(registration)
         if self._dht_client is None and hasattr(self.dht_provider, "use_sender"):
             self._dht_client = self.dht_provider.use_sender(self._dht_send)
         self.reactor.callLater(0, self.maintain_services)
@@ -191,7 +192,7 @@ class HiddenTunnelCommunity(IntroductionMixin, RendezvousMixin, SessionMixin, Lo
                     self.origin.close(circuit, "join_timeout")
         self._end_retired(now - RETIRE_AFTER)
         for registration in list(self.registrations.values()):
-            self._close_idle_stems(registration)
+            self._close_idle_stems(registration, now, INTRODUCE_TIMEOUT)
             if registration.findable:
                 self._maintain_intro_points(registration)
             if now - registration.last_lookup >= self.lookup_interval:

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..community import _onion_key
-from ..core.circuits import Circuit, CircuitState
+from ..core.circuits import Circuit
 from ..core.pathsel import Candidate, PeerFlag
 from ..crypto import ntor
 from ..crypto.service_keys import RECORD_LIFETIME, member_id, record_message, verify_record
@@ -101,15 +101,16 @@ class IntroductionMixin(_Base):
             self._introduce(registration, address)
 
     def _introduce(self, registration: Registration, intro: Address, attempt: int = 1,
-                   supersedes: bytes = NO_REQUEST) -> None:
+                   supersedes: bytes = NO_REQUEST, avoid: Candidate | None = None) -> None:
         """Introduce ourselves at ``intro`` now, or as soon as a circuit to send it through is built.
-        ``supersedes`` names our earlier introduction whose rendezvous failed."""
+        ``supersedes`` names our earlier introduction whose rendezvous failed; ``avoid`` is a last
+        hop L the member could not keep off its half."""
         known = self._me_as_candidate() if intro in self._own_addresses() else \
             next((c for c in self.candidates() if c.address == intro), None)
         if known is None:
             self.stats.note("introduce_unknown_intro_point")
             return
-        circuit = self._seek_circuit(registration.hops, known)
+        circuit = self._seek_circuit(registration, known, avoid)
         if circuit is None:
             self.stats.note("seek_circuit_unbuildable")
             return
@@ -126,7 +127,7 @@ class IntroductionMixin(_Base):
             # the relay that did not answer is avoided for a while: another circuit, at once
             self.stats.note("introduce_circuit_failed")
             if attempt < RENDEZVOUS_ATTEMPTS and self.registrations.get(registration.service.dht_key) is registration:
-                self._introduce(registration, intro, attempt + 1, supersedes)
+                self._introduce(registration, intro, attempt + 1, supersedes, avoid)
         self.when_ready(circuit).addCallbacks(built, failed)
 
     def _own_addresses(self) -> set[Address]:
@@ -138,23 +139,6 @@ class IntroductionMixin(_Base):
         if onion_key is None:
             return None
         return Candidate((self.udp.host, self.udp.port), self.my_peer.mid, onion_key, self.my_flags())
-
-    def _seek_circuit(self, hops: int, intro: Candidate) -> Circuit | None:
-        """A circuit of ``hops`` hops to introduce ourselves through: its last hop only relays
-        (it need not be an exit), and the intro point is nowhere on it (next to us it would see
-        who seeks the service).  A ready one if any, else one being built, else a new one."""
-        usable = [c for c in self.origin.circuits.values()
-                  if c.goal_hops == hops and c.purpose in ("data", "seek") and c.state is not CircuitState.CLOSED
-                  and not any(h.node_id == intro.node_id or h.address == intro.address for h in c.path)]
-        ready = [c for c in usable if c.ready]
-        if ready:
-            return self.rng.choice(ready)
-        if usable:
-            return usable[0]
-        try:
-            return self.start_circuit(hops, exit_data=False, exclude=frozenset({intro.node_id}), purpose="seek")
-        except TunnelError:
-            return None
 
     def _send_introduction(self, registration: Registration, intro: Candidate, circuit: Circuit, attempt: int,
                            supersedes: bytes) -> None:
@@ -185,6 +169,9 @@ class IntroductionMixin(_Base):
         pending.replies += 1
         if reply.status != STATUS_OK:
             self.stats.note(f"introduce_status_{reply.status}")
+            if reply.status == STATUS_NO_RENDEZVOUS and pending.attempt < RENDEZVOUS_ATTEMPTS:
+                # known before anything was built: our L left the member no half; another L, at once
+                self._introduce(pending.registration, pending.intro, pending.attempt + 1, avoid=pending.last_hop)
             return
         member = member_id(reply.member_key)
         if member in pending.answered:

@@ -31,6 +31,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from ..core.circuits import Circuit, CircuitState
+from ..core.guards import N_PRIMARY
 from ..core.origin import PathHop
 from ..core.pathsel import Candidate, PeerFlag
 from ..errors import TunnelError
@@ -48,9 +49,19 @@ HALF_BUILDS = 3
 
 def choose_rendezvous_point(candidates: list[Candidate], rng: random.Random, intro_id: bytes,
                             seeker_last_hop: Address | None) -> Candidate | None:
-    """R: any relay but the intro point and the seeker's last hop L, or None if there is none."""
+    """R: any relay but the intro point and the seeker's last hop L, or None if there is none.
+
+    The seeker's half starts at one of its :data:`~tunnels.core.guards.N_PRIMARY` primary
+    guards, which are relays that are not exits, and R may not be on that half.  When at most
+    that many such relays are left to choose from, R among them would likely be one of the
+    seeker's guards, so R is then an exit, if one is left.  The rule reads only our view, so it
+    says nothing about anybody's path.
+    """
     options = [c for c in candidates
                if PeerFlag.RELAY in c.flags and c.node_id != intro_id and c.address != seeker_last_hop]
+    exits = [c for c in options if PeerFlag.EXIT in c.flags]
+    if exits and len(options) - len(exits) <= N_PRIMARY:
+        options = exits
     return rng.choice(options) if options else None
 
 
@@ -130,7 +141,51 @@ class RendezvousMixin(_Base):
                                     exclude=frozenset({session.avoid[0]}), purpose="rendezvous")
         self._attach(session, d, lambda c: self.origin.send_message(c, RelayCommand.JOIN, session.cookie))
 
-    # --- stems: our half built ahead, up to L, while the introduction travels ------------------
+    # --- the seeker's side: seek circuits (they choose L) and stems --------------------------
+
+    def _seek_circuit(self, registration: Registration, intro: Candidate, avoid: Candidate | None) -> Circuit | None:
+        """A circuit of ``hops`` hops to introduce ourselves through at ``intro``: its last hop only
+        relays (it need not be an exit), the intro point is nowhere on it (next to us it would see
+        who seeks the service), and its last hop is not ``avoid``.  A seek circuit (ready, else
+        being built), else a ready data circuit, else a new seek circuit."""
+        def fits(circuit: Circuit) -> bool:
+            return (circuit.goal_hops == registration.hops and circuit.state is not CircuitState.CLOSED
+                    and not any(h.node_id == intro.node_id or h.address == intro.address for h in circuit.path)
+                    and not same_hop(avoid, circuit.path[-1]))
+        mine = [c for c in self.origin.circuits.values() if c.purpose in ("seek", "data") and fits(c)]
+        for usable in ([c for c in mine if c.purpose == "seek" and c.ready], [c for c in mine if c.purpose == "seek"],
+                       [c for c in mine if c.ready]):
+            if usable:
+                return self.rng.choice(usable)
+        return self._new_seek_circuit(registration, frozenset({intro.node_id} | ({avoid.node_id} if avoid else set())))
+
+    def _prepare_seeking(self, registration: Registration) -> None:
+        """On registering: a seek circuit and a stem for its L, built while the lookup runs (as
+        Tor's and arti's pools of circuits for onion services are built ahead)."""
+        seek = next((c for c in self.origin.circuits.values() if c.purpose == "seek"
+                     and c.goal_hops == registration.hops and c.state is not CircuitState.CLOSED), None)
+        if seek is None:
+            self._new_seek_circuit(registration, frozenset())
+        else:
+            last = seek.path[-1]
+            self._prepare_stem(registration, Candidate(last.address, last.node_id, last.onion_key, PeerFlag.RELAY), b"")
+
+    def _new_seek_circuit(self, registration: Registration, exclude: frozenset[bytes]) -> Circuit | None:
+        """Start a relay-only circuit to introduce through, and the stem for its last hop L.  L is a
+        relay that is not an exit where one fits: an exit is no guard, so as L it would be lost to
+        the member's half altogether, while a non-exit L may still be its first hop."""
+        relays = [c for c in self.candidates() if PeerFlag.RELAY in c.flags and c.node_id not in exclude]
+        lasts = [c for c in relays if PeerFlag.EXIT not in c.flags] or relays
+        for last in self.rng.sample(lasts, min(3, len(lasts))):
+            try:
+                circuit = self.start_circuit(registration.hops, exit_data=False, last_hop=last, exclude=exclude,
+                                             purpose="seek")
+            except TunnelError:
+                continue
+            self._prepare_stem(registration, last, b"")
+            return circuit
+        return None
+
 
     def _prepare_stem(self, registration: Registration, last_hop: Candidate, intro_id: bytes) -> None:
         """Start building ``hops`` hops ending at L (one stem per L at a time): if a member answers
@@ -157,12 +212,13 @@ class RendezvousMixin(_Base):
         del registration.stems[session.last_hop.node_id]
         return stem
 
-    def _close_idle_stems(self, registration: Registration) -> None:
-        """Stems whose L no pending introduction of ours went through: no answer can use them."""
+    def _close_idle_stems(self, registration: Registration, now: float, idle: float) -> None:
+        """Stems older than ``idle`` seconds whose L no pending introduction of ours went through:
+        no answer can use them."""
         waiting = {p.last_hop.node_id for p in self.pending.values()
                    if p.registration is registration and p.last_hop is not None}
         for node_id, stem in list(registration.stems.items()):
-            if stem.state is CircuitState.CLOSED or node_id not in waiting:
+            if stem.state is CircuitState.CLOSED or (node_id not in waiting and now - stem.created > idle):
                 del registration.stems[node_id]
                 self.origin.close(stem, "unused_stem")
 
