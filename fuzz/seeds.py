@@ -46,6 +46,7 @@ def seeds() -> dict[str, list[bytes]]:
             hidden.EstablishIntro(b(20), b(32), b(104)).encode(),
             hidden.Introduce(b(20), b(8), b(20), b(32), ("192.0.2.9", 7000), b(20)).encode(),
             hidden.Introduce(b(20), b(8), b(20), b(32)).encode(),
+            hidden.Introduce(b(20), b(8), b(20), b(32), last_hop=("192.0.2.7", 7002), supersedes=b(8)).encode(),
             hidden.IntroReply(b(8), 1).encode(),
             hidden.IntroReply(b(8), 0, b(32), b(32), b(32), b(104), b(80)).encode(),
             hidden.RendezvousInfo(("192.0.2.5", 7001), b(20), b(32), b(20)).encode()],

@@ -129,7 +129,8 @@ def hidden_messages(data: bytes) -> None:
     """Hidden-service messages (:mod:`tunnels.wire.hidden`)."""
     decoders: list[Callable[[bytes], object]] = [
         hidden.EstablishIntro.decode, hidden.IntroReply.decode, hidden.RendezvousInfo.decode,
-        lambda d: hidden.Introduce.decode(d, with_intro=True), lambda d: hidden.Introduce.decode(d, with_intro=False)]
+        lambda d: hidden.Introduce.decode(d, with_intro=True), lambda d: hidden.Introduce.decode(d, with_intro=False),
+        lambda d: hidden.Introduce.decode(d, with_intro=False, with_last_hop=True)]
     for decode in decoders:
         try:
             value = decode(data)
