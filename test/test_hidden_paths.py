@@ -16,23 +16,31 @@ def relay(i: int, flags: PeerFlag = RELAY) -> Candidate:
     return Candidate(("127.0.0.1", 2000 + i), bytes([i]) * 20, bytes([i]) * 32, flags)
 
 
+Pinned = tuple[list[Candidate], list[Candidate]]
+"""One side's entry guards and vanguards."""
+
+
 def meet(view: list[Candidate], hops: int, intro: Candidate, last_hop: Candidate, rng: random.Random,
-         guards: tuple[list[Candidate], list[Candidate]] | None = None) -> tuple[list[Candidate], list[Candidate]] | None:
-    """Both halves as the member and the seeker choose them, with their entry guards if given (None
-    if the member cannot build)."""
-    member_guards, seeker_guards = guards or (None, None)
+         member: Pinned | None = None, seeker: Pinned | None = None) -> tuple[list[Candidate], list[Candidate]] | None:
+    """Both halves as the member and the seeker choose them, with their guards and vanguards if
+    given (None if the member cannot build).  The seeker's half is built afresh: a stem lengthened
+    to R has the same hops (tunnels/hidden/seeking.py)."""
+    member_guards, member_vanguards = member or (None, [])
+    seeker_guards, seeker_vanguards = seeker or (None, [])
     point = choose_rendezvous_point(view, rng, intro.node_id, last_hop.address)
     if point is None:
         return None
     member_half = None
-    for exclude, penultimate in member_half_options(view, rng, intro.node_id, point, last_hop.address, hops + 1):
-        member_half = select_path(view, hops + 1, False, rng, exclude, point, member_guards, penultimate=penultimate)
+    for exclude, penultimate in member_half_options(view, rng, intro.node_id, point, last_hop.address, hops + 1,
+                                                    member_vanguards):
+        member_half = select_path(view, hops + 1, False, rng, exclude, point, member_guards,
+                                  member_vanguards if hops + 1 > 2 else [], penultimate=penultimate)
         if member_half is not None:
             break
     if member_half is None:
         return None
     seeker_half = select_path(view, hops + 1, False, rng, frozenset({intro.node_id}), point, seeker_guards,
-                              penultimate=last_hop)
+                              seeker_vanguards if hops + 1 > 2 else [], penultimate=last_hop)
     if seeker_half is None:  # only when each of the seeker's guards is I, L or R
         assert seeker_guards and hops > 1 and all(g in (intro, last_hop, point) for g in seeker_guards)
         return None
@@ -52,7 +60,8 @@ class HalvesTests(SynchronousTestCase):
             intro, last_hop = rng.sample(view, 2)
             hops = rng.randrange(1, 4)
             guards = (rng.sample(view, min(3, len(view))), rng.sample(view, min(3, len(view)))) if trial % 2 else None
-            halves = meet(view, hops, intro, last_hop, rng, guards)
+            halves = meet(view, hops, intro, last_hop, rng, (guards[0], []) if guards else None,
+                          (guards[1], []) if guards else None)
             if halves is None:
                 # only when the view has no room: R and the hop next to it besides I and L, and
                 # hops + 1 relays besides I; or no guard fits besides I, L and R
@@ -75,21 +84,34 @@ class HalvesTests(SynchronousTestCase):
     def test_the_reported_network(self) -> None:
         """The bench's network (3 relays and 1 exit; members relay nothing), where about 5 of 6
         splices were refused before: none is now, at 1 and 2 hops a side, without and with entry
-        guards on both sides (there, with 2 hops a side, only L a relay and R the exit work: the
-        seeker's L is a relay and R is an exit when so few relays are left)."""
+        guards and vanguards on both sides.  L is chosen as tunnels/hidden/seeking.py does: the
+        seeker's guard with one hop a side, a vanguard that is not an exit with two; the member
+        takes the exit as R when so few relays are left."""
         rng = random.Random(6)
         view = [relay(1), relay(2), relay(3), relay(4, EXIT)]
-        for guarded in (False, True):
+        relays = view[:3]  # exits are no guards, and serve no intro points there
+        for pinned in (False, True):
             for hops in (1, 2):
                 for _ in range(300):
-                    intro = rng.choice(view[:3])  # exits serve no intro points there
-                    others = [c for c in view if c is not intro]
-                    # as _new_seek_circuit chooses it (a relay, not an exit), or a data circuit's exit at 1 hop
-                    last_hop = rng.choice([c for c in others if PeerFlag.EXIT not in c.flags] if hops > 1 else others)
-                    guards = (rng.sample(view[:3], 3), rng.sample(view[:3], 3)) if guarded else None
-                    halves = meet(view, hops, intro, last_hop, rng, guards)
-                    assert halves is not None, (guarded, hops)
-                    self.assertNotEqual(halves[0][-2].address, halves[1][-2].address)
+                    intro = rng.choice(relays)
+                    member = (rng.sample(relays, 3), rng.sample(view, 4)) if pinned else None
+                    seeker = (rng.sample(relays, 3), rng.sample(view, 4)) if pinned else None
+                    if seeker is None:
+                        last_hop = rng.choice([c for c in relays if c is not intro])
+                    elif hops == 1:
+                        last_hop = next(g for g in seeker[0] if g is not intro)
+                    else:
+                        last_hop = next(v for v in seeker[1] if v is not intro and PeerFlag.EXIT not in v.flags)
+                    halves = meet(view, hops, intro, last_hop, rng, member, seeker)
+                    assert halves is not None, (pinned, hops)
+                    member_half, seeker_half = halves
+                    self.assertNotEqual(member_half[-2].address, seeker_half[-2].address)
+                    if pinned:
+                        self.assertIn(member_half[0], member[0])
+                        self.assertIn(seeker_half[0], seeker[0])
+                        if hops == 2:
+                            self.assertIn(member_half[1], member[1])
+                            self.assertIn(seeker_half[1], seeker[1])
 
     def test_point_is_an_exit_when_few_relays_are_left(self) -> None:
         """With at most N_PRIMARY relays left besides I and L (all possibly the seeker's guards), R is
@@ -110,17 +132,22 @@ class HalvesTests(SynchronousTestCase):
         point = relay(3)
         for hops in (2, 3):
             options = member_half_options(view + [point], random.Random(1), view[0].node_id, point, view[1].address,
-                                          hops)
+                                          hops, view)
             self.assertEqual(options, [(frozenset({view[0].node_id, view[1].node_id}), None)])
         more = view + [point, relay(4)]
         self.assertEqual(len(member_half_options(more, random.Random(1), view[0].node_id, point, view[1].address, 2)), 1)
-        self.assertEqual(member_half_options(more, random.Random(1), view[0].node_id, point, view[1].address, 3)[1],
+        self.assertEqual(member_half_options(more, random.Random(1), view[0].node_id, point, view[1].address, 4)[1],
                          (frozenset({view[0].node_id}), more[-1]))
+        # with three hops the hop next to R is the second: a vanguard, when one fits
+        for _ in range(20):
+            self.assertEqual(member_half_options(more, random.Random(), view[0].node_id, point, view[1].address, 3,
+                                                 [view[0], more[-1]])[1], (frozenset({view[0].node_id}), more[-1]))
 
     def test_loop_when_the_seeker_is_the_point(self) -> None:
-        """A seeker that is R itself builds one hop more with a single hop a side (L never extends
-        back to the hop it came from); otherwise its half has the usual hops + 1."""
-        self.assertEqual([seeker_half_hops(h, True) for h in (1, 2, 3)], [3, 3, 4])
+        """A seeker that is R itself builds a loop of four hops with a single hop a side (L never
+        extends back to the hop it came from, and three hops or more take a vanguard second);
+        otherwise its half has the usual hops + 1."""
+        self.assertEqual([seeker_half_hops(h, True) for h in (1, 2, 3)], [4, 3, 4])
         self.assertEqual([seeker_half_hops(h, False) for h in (1, 2, 3)], [2, 3, 4])
 
     def test_same_hop(self) -> None:

@@ -74,8 +74,8 @@ class RendezvousAtTheSeekerTests(HiddenNetworkCase):
 
     @async_test
     async def test_point_is_the_seeker(self) -> None:
-        """At 1 and 2 hops a side: R is the seeker's node, its half ends L -> itself (3 hops with one
-        hop a side), data crosses both ways, nothing is refused."""
+        """At 1 and 2 hops a side: R is the seeker's node, its half ends L -> itself (4 hops with one
+        hop a side, from a guard through a vanguard), data crosses both ways, nothing is refused."""
         owner, seeker = self.members
         me = seeker.community.my_peer.mid
         # the seeker relays; it must not also be an intro point of the owner (R is never the intro point)
@@ -93,8 +93,9 @@ class RendezvousAtTheSeekerTests(HiddenNetworkCase):
             session = seeker.community.sessions_by_peer[seeker.peers[-1]]
             path = session.circuit.path
             self.assertEqual(path[-1].node_id, me)
-            self.assertEqual(len(path), 3)
+            self.assertEqual(len(path), {1: 4, 2: 3}[hops])  # guard, vanguard, L (our other guard), us; guard, L, us
             self.assertEqual(path[-2].address, session.last_hop.address)
+            self.assertIn(path[0].node_id, seeker.community.guards.ids())
             seeker.send(seeker.peers[-1], b"through myself")
             owner.send(owner.peers[-1], b"back")
             await wait_for(lambda: (owner.peers[-1], b"through myself") in owner.received and

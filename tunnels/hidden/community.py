@@ -27,6 +27,7 @@ from ..wire.relay import RelayCommand
 from .introduction import IntroductionMixin
 from .lookups import LookupMixin
 from .rendezvous import RendezvousMixin
+from .seeking import SeekingMixin
 from .sessions import RENDEZVOUS_ATTEMPTS, RETIRE_AFTER, SessionMixin
 from .state import Address, PeerCallback, PendingIntroduction, Registration, Session
 
@@ -44,7 +45,8 @@ class HiddenTunnelCommunitySettings(TunnelCommunitySettings):
     lookup_interval: float = 30.0
 
 
-class HiddenTunnelCommunity(IntroductionMixin, RendezvousMixin, SessionMixin, LookupMixin, TunnelCommunity):
+class HiddenTunnelCommunity(IntroductionMixin, RendezvousMixin, SeekingMixin, SessionMixin, LookupMixin,
+                            TunnelCommunity):
     """The sending side: data circuits plus hidden services (``register_service``)."""
 
     settings_class = HiddenTunnelCommunitySettings

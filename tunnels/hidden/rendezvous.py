@@ -10,15 +10,16 @@ learns anything about the other's path it could not learn already (doc/hidden-se
 "Choosing the halves"):
 
 * the seeker's half is ``[stem..., L, R]``: L is the last hop of the circuit the seeker's
-  introduction went through, R the point the member chose;
+  introduction went through (which hop that is: :mod:`tunnels.hidden.seeking`), R the point the
+  member chose;
 * the intro point saw L (L sent it the introduction) and tells the member; the member never
   chooses R = L and keeps L off its half, off the hop next to R at least.  A dishonest member
   learns nothing new from L: it chose the intro point, which it may run itself;
 * the seeker starts its half up to L (a stem) as soon as it sends the introduction, and on a
   yes only lengthens it to R: one handshake after the answer instead of ``hops + 1``;
 * the member may choose the seeker's own node as R (it cannot know it).  The seeker then
-  builds its half as a loop through L back to itself, one hop longer when it has a single
-  hop, so that R's two neighbours still differ and the member sees an ordinary connection.
+  builds its half as a loop through L back to itself (four hops with a single hop a side), so
+  that R's two neighbours still differ and the member sees an ordinary connection.
 
 Paths are chosen from our own view of the network by
 :meth:`~tunnels.community.TunnelCommunity.start_circuit`, the one place where guard and
@@ -28,15 +29,15 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..core.circuits import Circuit, CircuitState
-from ..core.guards import N_PRIMARY
+from ..core.guards import N_PRIMARY, first_hops
 from ..core.origin import PathHop
 from ..core.pathsel import Candidate, PeerFlag
 from ..errors import TunnelError
 from ..wire.relay import RelayCommand
-from .state import Address, Registration, Session
+from .state import Address, Session
 
 if TYPE_CHECKING:  # the mixin runs inside HiddenTunnelCommunity, a TunnelCommunity
     from ..community import TunnelCommunity as _Base
@@ -66,28 +67,35 @@ def choose_rendezvous_point(candidates: list[Candidate], rng: random.Random, int
 
 
 def member_half_options(candidates: list[Candidate], rng: random.Random, intro_id: bytes, point: Candidate,
-                        seeker_last_hop: Address | None, hops: int) -> list[tuple[frozenset[bytes], Candidate | None]]:
+                        seeker_last_hop: Address | None, hops: int,
+                        vanguards: Sequence[Candidate] = ()) -> list[tuple[frozenset[bytes], Candidate | None]]:
     """What the member's half of ``hops`` hops to R keeps off its path, in order of preference:
     ``(exclude, penultimate)`` pairs for :func:`~tunnels.core.pathsel.select_path`.
 
     First L off the whole half (no relay on both halves); if our view is too small for that, and
     the half has a first hop of its own (three hops or more, so that it still starts at a guard),
     L off the hop next to R only, by fixing that hop to another relay (neither L, the intro point
-    nor R).  With two hops the two are the same requirement.  The intro point is never on the half.
+    nor R; one of ``vanguards`` when it is the second hop, with three hops, unless none fits, as
+    in :func:`~tunnels.core.pathsel.select_path`).  With two hops the two are the same
+    requirement.  The intro point is never on the half.
     """
     near = {c.node_id for c in candidates if c.address == seeker_last_hop}
     options: list[tuple[frozenset[bytes], Candidate | None]] = [(frozenset({intro_id, *near}), None)]
-    neighbours = [c for c in candidates if PeerFlag.RELAY in c.flags and c.node_id not in (intro_id, point.node_id)
-                  and c.address not in (seeker_last_hop, point.address)]
+    def fit(pool: Sequence[Candidate]) -> list[Candidate]:
+        return [c for c in pool if PeerFlag.RELAY in c.flags and c.node_id not in (intro_id, point.node_id)
+                and c.address not in (seeker_last_hop, point.address)]
+    neighbours = (fit(vanguards) if hops == 3 else []) or fit(candidates)
     if neighbours and hops > 2:
         options.append((frozenset({intro_id}), rng.choice(neighbours)))
     return options
 
 
 def seeker_half_hops(hops: int, point_is_self: bool) -> int:
-    """Hops of the seeker's half: ``hops + 1``, or ``hops + 2`` for a loop back to ourselves with
-    a single hop a side (L never extends a circuit back to the hop it came from)."""
-    return hops + 2 if point_is_self and hops == 1 else hops + 1
+    """Hops of the seeker's half: ``hops + 1``; with one hop a side and R ourselves, 4 (a loop
+    out through a guard and a vanguard and back through L, our other guard: L never extends a
+    circuit back to the hop it came from, and every path of three hops or more has a vanguard
+    second)."""
+    return 4 if point_is_self and hops == 1 else hops + 1
 
 
 def same_hop(a: Candidate | None, b: Candidate) -> bool:
@@ -108,7 +116,9 @@ class RendezvousMixin(_Base):
         if point is None:
             return False
         hops = session.registration.hops + 1
-        for exclude, penultimate in member_half_options(candidates, self.rng, intro_id, point, last_hop, hops):
+        vanguards = first_hops(self.guards, self.vanguards, candidates, hops, "rendezvous", self.reactor.seconds())[1]
+        for exclude, penultimate in member_half_options(candidates, self.rng, intro_id, point, last_hop, hops,
+                                                        vanguards):
             try:
                 circuit = self.start_circuit(hops, False, last_hop=point, penultimate=penultimate, exclude=exclude,
                                              purpose="rendezvous")
@@ -140,87 +150,6 @@ class RendezvousMixin(_Base):
             d = self.create_circuit(hops, False, last_hop=point, penultimate=session.last_hop,
                                     exclude=frozenset({session.avoid[0]}), purpose="rendezvous")
         self._attach(session, d, lambda c: self.origin.send_message(c, RelayCommand.JOIN, session.cookie))
-
-    # --- the seeker's side: seek circuits (they choose L) and stems --------------------------
-
-    def _seek_circuit(self, registration: Registration, intro: Candidate, avoid: Candidate | None) -> Circuit | None:
-        """A circuit of ``hops`` hops to introduce ourselves through at ``intro``: its last hop only
-        relays (it need not be an exit), the intro point is nowhere on it (next to us it would see
-        who seeks the service), and its last hop is not ``avoid``.  A seek circuit (ready, else
-        being built), else a ready data circuit, else a new seek circuit."""
-        def fits(circuit: Circuit) -> bool:
-            return (circuit.goal_hops == registration.hops and circuit.state is not CircuitState.CLOSED
-                    and not any(h.node_id == intro.node_id or h.address == intro.address for h in circuit.path)
-                    and not same_hop(avoid, circuit.path[-1]))
-        mine = [c for c in self.origin.circuits.values() if c.purpose in ("seek", "data") and fits(c)]
-        for usable in ([c for c in mine if c.purpose == "seek" and c.ready], [c for c in mine if c.purpose == "seek"],
-                       [c for c in mine if c.ready]):
-            if usable:
-                return self.rng.choice(usable)
-        return self._new_seek_circuit(registration, frozenset({intro.node_id} | ({avoid.node_id} if avoid else set())))
-
-    def _prepare_seeking(self, registration: Registration) -> None:
-        """On registering: a seek circuit and a stem for its L, built while the lookup runs (as
-        Tor's and arti's pools of circuits for onion services are built ahead)."""
-        seek = next((c for c in self.origin.circuits.values() if c.purpose == "seek"
-                     and c.goal_hops == registration.hops and c.state is not CircuitState.CLOSED), None)
-        if seek is None:
-            self._new_seek_circuit(registration, frozenset())
-        else:
-            last = seek.path[-1]
-            self._prepare_stem(registration, Candidate(last.address, last.node_id, last.onion_key, PeerFlag.RELAY), b"")
-
-    def _new_seek_circuit(self, registration: Registration, exclude: frozenset[bytes]) -> Circuit | None:
-        """Start a relay-only circuit to introduce through, and the stem for its last hop L.  L is a
-        relay that is not an exit where one fits: an exit is no guard, so as L it would be lost to
-        the member's half altogether, while a non-exit L may still be its first hop."""
-        relays = [c for c in self.candidates() if PeerFlag.RELAY in c.flags and c.node_id not in exclude]
-        lasts = [c for c in relays if PeerFlag.EXIT not in c.flags] or relays
-        for last in self.rng.sample(lasts, min(3, len(lasts))):
-            try:
-                circuit = self.start_circuit(registration.hops, exit_data=False, last_hop=last, exclude=exclude,
-                                             purpose="seek")
-            except TunnelError:
-                continue
-            self._prepare_stem(registration, last, b"")
-            return circuit
-        return None
-
-
-    def _prepare_stem(self, registration: Registration, last_hop: Candidate, intro_id: bytes) -> None:
-        """Start building ``hops`` hops ending at L (one stem per L at a time): if a member answers
-        yes, our half is this stem lengthened to its R, one handshake instead of ``hops + 1``."""
-        stem = registration.stems.get(last_hop.node_id)
-        if stem is not None and stem.state is not CircuitState.CLOSED:
-            return
-        try:
-            registration.stems[last_hop.node_id] = self.start_circuit(
-                registration.hops, exit_data=False, last_hop=last_hop, exclude=frozenset({intro_id}),
-                purpose="rendezvous")
-        except TunnelError:
-            registration.stems.pop(last_hop.node_id, None)
-
-    def _take_stem(self, session: Session) -> Circuit | None:
-        """The stem ending at the session's L, if it can carry the half to R: neither R nor the intro
-        point on it, and R is not ourselves (that half is a loop, built apart)."""
-        assert session.point is not None and session.last_hop is not None
-        registration, point = session.registration, session.point
-        stem = registration.stems.get(session.last_hop.node_id)
-        if stem is None or stem.state is CircuitState.CLOSED or point.node_id == self.my_peer.mid or any(
-                hop.node_id in (point.node_id, session.avoid[0]) or hop.address == point.address for hop in stem.path):
-            return None
-        del registration.stems[session.last_hop.node_id]
-        return stem
-
-    def _close_idle_stems(self, registration: Registration, now: float, idle: float) -> None:
-        """Stems older than ``idle`` seconds whose L no pending introduction of ours went through:
-        no answer can use them."""
-        waiting = {p.last_hop.node_id for p in self.pending.values()
-                   if p.registration is registration and p.last_hop is not None}
-        for node_id, stem in list(registration.stems.items()):
-            if stem.state is CircuitState.CLOSED or (node_id not in waiting and now - stem.created > idle):
-                del registration.stems[node_id]
-                self.origin.close(stem, "unused_stem")
 
     def _rebuild_half(self, session: Session) -> bool:
         """Our half failed before it reached R: build it again at once, to the same R with the
