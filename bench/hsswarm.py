@@ -5,9 +5,12 @@ real BEP 5 node of a local mainline DHT, real UDP between all of them.
 One control command, ``swarm``, starts a fresh network, lets every member register at once and
 returns, for every pair of members, the time until both had their callback for the other
 (bench/scenarios/hs_swarm.py).  Settings: the defaults (a test network counts each node as its
-own source for relays' per-source limits), IPv8's peer cap (30) raised so that, as in every
-local network, each node knows all the others, and lookups an hour apart, so nothing in the
-setup can wait for one.
+own source for relays' per-source limits) but relays that carry up to 1000 circuits instead of
+100: with entry guards every circuit of a member starts at its first guard, a relay gives one
+source a quarter of its circuits, and a member of a swarm of 20 has about 35 (with the default,
+one run saw 198 CREATEs refused and the 95th percentile at 12.8 s; doc/benchmarks.md).  IPv8's
+peer cap (30) is raised so that, as in every local network, each node knows all the others, and
+lookups are an hour apart, so nothing in the setup can wait for one.
 """
 import asyncio
 import os
@@ -22,7 +25,7 @@ from tunnels.hidden.community import HiddenTunnelCommunity  # noqa: E402
 from tunnels.settings import TunnelSettings  # noqa: E402
 from tunnels.testnet import LocalNetwork  # noqa: E402
 
-SETTINGS = TunnelSettings()
+SETTINGS = TunnelSettings(max_joined_circuits=1000)
 EVENTS = ("dht_lookups", "introductions_sent", "introduce_timeout", "rendezvous_joined", "hs_duplicate_session",
           "rendezvous_retried", "rendezvous_half_rebuilt", "session_join_timeout", "join_refused_same_neighbour",
           "hs_peers_connected", "hs_peers_lost")

@@ -111,6 +111,9 @@ class SwarmTests(MainlineNetworkCase):
     network over real BEP 5 nodes, all registering at once."""
 
     relays, exits, clients = 6, 2, 8
+    settings = TunnelSettings(max_joined_circuits=1000)
+    """Relays as in the benchmark: every circuit of a member starts at its first guard, and a relay
+    gives one source a quarter of its circuits, fewer than a member of a large swarm builds."""
 
     @async_test
     async def test_every_member_meets_every_other(self) -> None:
