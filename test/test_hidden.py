@@ -10,7 +10,6 @@ from tunnels.core.circuits import CircuitState
 from tunnels.daemon.metrics import families
 from tunnels.daemon.status import node_status
 from tunnels.errors import CircuitNotReady
-from tunnels.hidden import rendezvous
 from tunnels.hidden.community import NoDHTProvider
 from tunnels.crypto.service_keys import ServiceKey, parse_service_id
 from tunnels.wire.hidden import EstablishIntro, Introduce
@@ -90,13 +89,7 @@ class TwoMemberTests(HiddenNetworkCase):
     async def test_rendezvous_point_death_noticed_by_both(self) -> None:
         """When the rendezvous relay stops, both members are told they lost the peer."""
         a, b = self.members
-        members = {a.community.my_peer.mid, b.community.my_peer.mid}
-        choose = rendezvous.choose_rendezvous_point
-
-        def not_a_member(candidates, rng, intro_id, last_hop):  # type: ignore[no-untyped-def]
-            # a member may be R (test_hidden_setup), but stopping it would end the member too
-            return choose([c for c in candidates if c.node_id not in members], rng, intro_id, last_hop)
-        self.patch(rendezvous, "choose_rendezvous_point", not_a_member)
+        self.keep_rendezvous_off_members()  # stopping a member's node would end the member too
         a.register("svc")
         b.register("svc")
         await self.connected(a, b)
@@ -214,6 +207,7 @@ class HostileHiddenTests(HiddenNetworkCase):
         """JOIN with a cookie already spent is refused at once; JOIN with an unknown cookie is held
         for a member's half that never comes, never spliced; both counted, the connection unharmed."""
         a, b = self.members
+        self.keep_rendezvous_off_members()  # a member builds circuits to R below
         a.register("svc")
         b.register("svc")
         await self.connected(a, b)

@@ -9,7 +9,6 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from tunnels.core.pathsel import PeerFlag
 from tunnels.crypto.service_keys import ServiceKey, parse_service_id
 from tunnels.hidden import rendezvous
 from tunnels.settings import TunnelSettings
@@ -78,17 +77,21 @@ class RendezvousAtTheSeekerTests(HiddenNetworkCase):
         hop a side, from a guard through a vanguard), data crosses both ways, nothing is refused."""
         owner, seeker = self.members
         me = seeker.community.my_peer.mid
-        # the seeker relays; it must not also be an intro point of the owner (R is never the intro point)
-        owner.community.peer_flags[me] &= ~PeerFlag.INTRO
 
         def the_seeker(candidates: list[Any], rng: Any, intro_id: bytes, last_hop: Any) -> Any:
             return next(c for c in candidates if c.node_id == me)
         self.patch(rendezvous, "choose_rendezvous_point", the_seeker)
         for hops in (1, 2):
             key = ServiceKey()  # only the owner is findable: every session is the seeker's
-            owner.register(key, hops)
-            seeker.register(key.service_id, hops)
             service = key.service_id
+            for _ in range(5):  # the seeker relays; it must not be an intro point (R never is)
+                owner.register(key, hops)
+                registration = owner.community.registrations[parse_service_id(key)[0].dht_key]
+                await wait_for(lambda: len(registration.established) == 2, 10, what="two intro points")
+                if all(c.hops[-1].node_id != me for c in registration.established):
+                    break
+                owner.community.unregister_service(key)
+            seeker.register(service, hops)
             await self.connected(owner, seeker, count=hops, timeout=15)
             session = seeker.community.sessions_by_peer[seeker.peers[-1]]
             path = session.circuit.path
